@@ -1,0 +1,1 @@
+"""tap-usersnap: a Singer tap for the Usersnap platform REST API."""

@@ -1,0 +1,57 @@
+"""The Usersnap response envelope: ``{status, data}`` on success, ``{status, msg, errortype}``."""
+
+from __future__ import annotations
+
+import typing as t
+
+if t.TYPE_CHECKING:
+    import requests
+
+_PAYLOAD_ATTR = "_usersnap_payload"
+
+
+class MalformedResponseError(ValueError):
+    """A 2xx response whose body is not the documented envelope (truncated, HTML, ...)."""
+
+
+def payload(response: requests.Response) -> dict[str, t.Any]:
+    """Return the envelope's ``data``, parsed once per response and cached on it.
+
+    Raises:
+        MalformedResponseError: if the body is not JSON or not a successful envelope.
+    """
+    cached = getattr(response, _PAYLOAD_ATTR, None)
+    if cached is not None:
+        return t.cast("dict[str, t.Any]", cached)
+    try:
+        body = response.json()
+    except ValueError as exc:
+        msg = f"response body is not valid JSON ({len(response.content)} bytes)"
+        raise MalformedResponseError(msg) from exc
+    if not isinstance(body, dict) or body.get("status") is not True:
+        msg = f"response is not a successful envelope: {describe_error(body)}"
+        raise MalformedResponseError(msg)
+    data = body.get("data")
+    if not isinstance(data, dict):
+        msg = "response envelope has no 'data' object"
+        raise MalformedResponseError(msg)
+    setattr(response, _PAYLOAD_ATTR, data)
+    return data
+
+
+def describe_error(body: object) -> str:
+    """Summarise an error envelope as ``ERRORTYPE: msg``, tolerating any body."""
+    if not isinstance(body, dict):
+        return "no error envelope"
+    errortype = body.get("errortype") or "UNKNOWN_ERROR"
+    message = body.get("msg") or "no message"
+    return f"{errortype}: {message}"
+
+
+def error_type(response: requests.Response) -> str | None:
+    """The envelope's ``errortype`` of an error response, if it has one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body.get("errortype") if isinstance(body, dict) else None

@@ -1,0 +1,48 @@
+"""Fixtures: Usersnap sandboxes on loopback."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from tap_usersnap.sandbox import Sandbox
+from tests.helpers import JWT_ID, JWT_SECRET
+
+if t.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox() -> Iterator[Sandbox]:
+    """A read-only sandbox for tests that do not change data or faults."""
+    with Sandbox(
+        jwt_id=JWT_ID,
+        jwt_secret=JWT_SECRET,
+        projects=3,
+        feedbacks_per_project=[250, 120, 37],
+        seed=7,
+    ) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Fresh sandboxes a test may change, fault and count requests on."""
+    started: list[Sandbox] = []
+
+    def make(**kwargs: t.Any) -> Sandbox:
+        options = {"projects": 3, "feedbacks_per_project": [250, 120, 37], "seed": 11, **kwargs}
+        sandbox = Sandbox(jwt_id=JWT_ID, jwt_secret=JWT_SECRET, **options)
+        sandbox.start()
+        started.append(sandbox)
+        return sandbox
+
+    yield make
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture
+def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox()

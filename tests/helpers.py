@@ -1,0 +1,75 @@
+"""Running the tap in-process against the sandbox and reading what it emitted."""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import typing as t
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+
+from tap_usersnap.tap import TapUsersnap
+
+JWT_ID = "test-jwt-id"
+# Long enough that PyJWT does not warn about a short HMAC key.
+JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
+
+
+@dataclass
+class SyncResult:
+    """The Singer messages of one run, sorted by kind."""
+
+    messages: list[dict[str, t.Any]]
+    stderr: str = ""
+    records: dict[str, list[dict[str, t.Any]]] = field(default_factory=dict)
+    schemas: dict[str, dict[str, t.Any]] = field(default_factory=dict)
+    states: list[dict[str, t.Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for message in self.messages:
+            kind = message["type"]
+            if kind == "RECORD":
+                self.records.setdefault(message["stream"], []).append(message["record"])
+            elif kind == "SCHEMA":
+                self.schemas[message["stream"]] = message["schema"]
+            elif kind == "STATE":
+                self.states.append(message["value"])
+
+    @property
+    def state(self) -> dict[str, t.Any]:
+        """The last STATE value: what the next run starts from."""
+        return self.states[-1]
+
+    def bookmarks(self, stream: str = "feedbacks") -> dict[str, dict[str, t.Any]]:
+        """Partition states of a stream by project id."""
+        partitions = self.state["bookmarks"].get(stream, {}).get("partitions", [])
+        return {p["context"]["project_id"]: p for p in partitions}
+
+    def ids(self, stream: str = "feedbacks", key: str = "feedback_id") -> list[str]:
+        return [record[key] for record in self.records.get(stream, [])]
+
+
+def parse_messages(stdout: str) -> list[dict[str, t.Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def base_config(api_url: str, **overrides: t.Any) -> dict[str, t.Any]:
+    return {"jwt_id": JWT_ID, "jwt_secret": JWT_SECRET, "api_url": api_url, **overrides}
+
+
+def sync(
+    config: dict[str, t.Any],
+    state: dict[str, t.Any] | None = None,
+    catalog: dict[str, t.Any] | None = None,
+) -> SyncResult:
+    """Run a whole sync in-process and return its messages."""
+    state = copy.deepcopy(state)  # the tap updates its state in place
+    tap = TapUsersnap(config=config, state=state, catalog=catalog, parse_env_config=False)
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    stderr = io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        tap.sync_all()
+    stdout.flush()
+    stdout.seek(0)
+    return SyncResult(parse_messages(stdout.read()), stderr.getvalue())

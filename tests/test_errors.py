@@ -1,0 +1,105 @@
+"""Retries of transient faults, and clear failures for everything else."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from tests.helpers import JWT_SECRET, base_config, sync
+
+if t.TYPE_CHECKING:
+    from tap_usersnap.sandbox import Sandbox
+
+# One worker makes the request sequence, and so which requests fail, deterministic.
+FAST_RETRIES = {"max_retries": 4, "request_timeout": 2, "max_concurrency": 1}
+
+
+def all_feedback_ids(sandbox: Sandbox) -> set[str]:
+    return {
+        f["feedback_id"]
+        for pid in sandbox.store.project_ids()
+        for f in sandbox.store.feedbacks(pid)
+    }
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        pytest.param({"status_every_n": 4, "status_code": 429, "retry_after": 0.2}, id="429"),
+        pytest.param({"status_every_n": 5, "status_code": 429}, id="429-no-retry-after"),
+        pytest.param({"status_every_n": 3, "status_code": 500}, id="500-html"),
+        pytest.param({"status_every_n": 3, "status_code": 502}, id="502-html"),
+        pytest.param({"status_every_n": 5, "status_code": 503, "burst": 3}, id="503-burst"),
+        pytest.param({"status_every_n": 3, "status_code": 504}, id="504-html"),
+        pytest.param({"truncate_every_n": 3}, id="truncated-body"),
+        pytest.param({"bad_envelope_every_n": 3}, id="bad-envelope"),
+        pytest.param({"reset_every_n": 4}, id="connection-reset"),
+        pytest.param({"hang_every_n": 5, "hang_seconds": 3}, id="read-timeout"),
+    ],
+)
+def test_transient_faults_are_retried_and_nothing_is_lost(
+    make_sandbox: t.Callable[..., Sandbox], faults: dict[str, t.Any]
+):
+    sandbox = make_sandbox(feedbacks_per_project=[120, 60, 15])
+    for name, value in faults.items():
+        setattr(sandbox.faults, name, value)
+    result = sync(base_config(sandbox.url, page_size=25, **FAST_RETRIES))
+    assert set(result.ids()) == all_feedback_ids(sandbox)
+    assert len(result.ids()) == len(set(result.ids()))
+    failed = [s for _m, _p, s in sandbox.requests if s != 200]
+    if "status_code" in faults:
+        assert failed, "the fault was never injected"
+
+
+def test_faults_under_concurrent_workers_lose_nothing(make_sandbox: t.Callable[..., Sandbox]):
+    sandbox = make_sandbox(projects=6, feedbacks_per_project=[40] * 6)
+    sandbox.faults.status_every_n = 4
+    sandbox.faults.status_code = 429
+    sandbox.faults.retry_after = 0.1
+    result = sync(base_config(sandbox.url, page_size=10, max_retries=10, max_concurrency=4))
+    assert sorted(result.ids()) == sorted(all_feedback_ids(sandbox))
+    assert sum(1 for _m, _p, s in sandbox.requests if s == 429) >= 5
+
+
+def test_retry_after_is_honoured(make_sandbox: t.Callable[..., Sandbox]):
+    sandbox = make_sandbox(feedbacks_per_project=[10], projects=1)
+    sandbox.faults.status_every_n = 2
+    sandbox.faults.status_code = 429
+    sandbox.faults.retry_after = 1.0
+    import time
+
+    started = time.monotonic()
+    sync(base_config(sandbox.url, **FAST_RETRIES))
+    limited = sum(1 for _m, _p, s in sandbox.requests if s == 429)
+    assert limited >= 1
+    assert time.monotonic() - started >= limited * 1.0
+
+
+def test_server_that_never_recovers_fails_in_bounded_time(make_sandbox: t.Callable[..., Sandbox]):
+    sandbox = make_sandbox()
+    sandbox.faults.fail_forever_status = 503
+    with pytest.raises(Exception, match="503") as error:
+        sync(base_config(sandbox.url, max_retries=2, request_timeout=2))
+    assert len(sandbox.requests) == 3
+    assert JWT_SECRET not in str(error.value)
+
+
+def test_wrong_credentials_fail_at_once_with_a_clear_message(sandbox: Sandbox):
+    config = base_config(sandbox.url, jwt_secret="not-the-secret-but-long-enough-0123456789")
+    with pytest.raises(Exception, match="jwt_id and jwt_secret") as error:
+        sync(config)
+    assert "WRONG_AUTH" in str(error.value)
+    assert "not-the-secret" not in str(error.value)
+    assert len(sandbox.requests) == 1
+
+
+def test_other_client_errors_fail_with_the_api_message(sandbox: Sandbox):
+    config = base_config(sandbox.url)
+    from tap_usersnap.tap import TapUsersnap
+
+    tap = TapUsersnap(config=config, parse_env_config=False)
+    stream = tap.streams["project_metrics"]
+    with pytest.raises(Exception, match="SITE_NOT_FOUND") as error:
+        list(stream.get_records({"project_id": "p", "api_key": "no-such-api-key"}))
+    assert "/v0.1/projects/no-such-api-key/metrics" in str(error.value)
