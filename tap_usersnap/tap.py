@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+import typing as t
 from functools import cached_property
 
 import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.client import GatedHTTPAdapter, RateLimitGate
@@ -18,6 +20,7 @@ from tap_usersnap.streams import (
     ProjectAssigneesStream,
     ProjectMetricsStream,
     ProjectsStream,
+    normalize_timestamp,
 )
 
 if sys.version_info >= (3, 12):
@@ -136,6 +139,20 @@ class TapUsersnap(Tap):
             "resumability do not depend on it.",
         ),
     ).to_dict()
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        if errors := self._semantic_config_errors():
+            raise ConfigValidationError("Config validation failed", errors=errors)
+
+    def _semantic_config_errors(self) -> list[str]:
+        """What JSON Schema cannot check: a start_date that matches the pattern but is no date."""
+        start_date = self.config.get("start_date")
+        try:
+            normalize_timestamp(start_date)
+        except ValueError as exc:
+            return [f"{start_date!r} is not a valid date-time ({exc}) in config['start_date']"]
+        return []
 
     @override
     def discover_streams(self) -> list[Stream]:
