@@ -271,5 +271,9 @@ class FeedbacksStream(UsersnapStream):
                 updated_at = feedback["updated_at"]
                 if floor and updated_at and updated_at < floor:
                     break
+                if feedback is feedbacks[-1]:
+                    # A STATE written after this record (the SDK writes one every page_size
+                    # records) may already point past this page.
+                    state[RESUME_KEY] = {"after": feedback["feedback_id"], "newest": newest}
                 yield feedback
         state.pop(RESUME_KEY, None)
