@@ -20,6 +20,8 @@ if t.TYPE_CHECKING:
 
 # Usersnap verifies HS256 only; HS512 and "none" are rejected by design.
 JWT_ALGORITHM = "HS256"
+MAX_LIFETIME_SECONDS = 3600
+MAX_LIFETIME_SECONDS = 3600
 
 
 class UsersnapJWTAuthenticator(APIAuthenticatorBase):
@@ -35,17 +37,17 @@ class UsersnapJWTAuthenticator(APIAuthenticatorBase):
         jwt_id: str,
         jwt_secret: str,
         lifetime_seconds: int = 300,
-        refresh_margin_seconds: int = 60,
         clock: t.Callable[[], float] = time.time,
     ) -> None:
         super().__init__()
-        if not 0 < refresh_margin_seconds < lifetime_seconds <= 3600:
-            msg = "JWT lifetime must be at most an hour and longer than its refresh margin"
+        if not 0 < lifetime_seconds <= MAX_LIFETIME_SECONDS:
+            msg = f"JWT lifetime must be between 1 and {MAX_LIFETIME_SECONDS} seconds"
             raise ValueError(msg)
         self._jwt_id = jwt_id
         self._jwt_secret = jwt_secret
         self._lifetime = lifetime_seconds
-        self._refresh_margin = refresh_margin_seconds
+        # Re-sign with a fifth of the life (at most a minute) left: room for a slow request.
+        self._refresh_margin = min(60.0, lifetime_seconds / 5)
         self._clock = clock
         self._token: str | None = None
         self._expires_at = 0.0

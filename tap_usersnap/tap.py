@@ -131,6 +131,14 @@ class TapUsersnap(Tap):
             "`Retry-After`, at most 60 s a wait).",
         ),
         th.Property(
+            "jwt_lifetime_seconds",
+            th.IntegerType(minimum=5, maximum=3600),
+            default=300,
+            title="JWT lifetime",
+            description="Seconds each self-signed token is valid; a new one is signed before "
+            "the current one expires.",
+        ),
+        th.Property(
             "max_concurrency",
             th.IntegerType(minimum=1, maximum=16),
             default=4,
@@ -167,7 +175,9 @@ class TapUsersnap(Tap):
     def authenticator(self) -> UsersnapJWTAuthenticator:
         """One token cache for every stream and worker."""
         return UsersnapJWTAuthenticator(
-            jwt_id=self.config["jwt_id"], jwt_secret=self.config["jwt_secret"]
+            jwt_id=self.config["jwt_id"],
+            jwt_secret=self.config["jwt_secret"],
+            lifetime_seconds=self.config["jwt_lifetime_seconds"],
         )
 
     @cached_property

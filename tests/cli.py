@@ -36,7 +36,7 @@ def run_tap(
     if state is not None:
         command += ["--state", str(write_json(tmp_path / "state.json", state))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_USERSNAP_")}
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
     )
     messages = parse_messages(done.stdout) if not args else []

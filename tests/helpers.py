@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 
 from tap_usersnap.tap import TapUsersnap
 
+if t.TYPE_CHECKING:
+    from tap_usersnap.sandbox import Sandbox
+
 JWT_ID = "test-jwt-id"
 # Long enough that PyJWT does not warn about a short HMAC key.
 JWT_SECRET = "test-jwt-secret-that-is-long-enough-0123456789"
@@ -73,3 +76,12 @@ def sync(
     stdout.flush()
     stdout.seek(0)
     return SyncResult(parse_messages(stdout.read()), stderr.getvalue())
+
+
+def sandbox_feedbacks(sandbox: Sandbox) -> dict[str, dict[str, t.Any]]:
+    """Every feedback the sandbox holds now, by id."""
+    return {
+        feedback["feedback_id"]: feedback
+        for project_id in sandbox.store.project_ids()
+        for feedback in sandbox.store.feedbacks(project_id)
+    }

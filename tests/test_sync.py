@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from tap_usersnap.streams import normalize_timestamp
-from tests.helpers import base_config, sync
+from tests.helpers import base_config, sandbox_feedbacks, sync
 
 if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
@@ -20,21 +20,12 @@ def feedback_requests(sandbox: Sandbox, project_id: str) -> list[str]:
     return [path for _method, path, _status in sandbox.requests if path.startswith(prefix)]
 
 
-def current(sandbox: Sandbox) -> dict[str, dict[str, t.Any]]:
-    """Every feedback the sandbox holds now, by id."""
-    return {
-        feedback["feedback_id"]: feedback
-        for project_id in sandbox.store.project_ids()
-        for feedback in sandbox.store.feedbacks(project_id)
-    }
-
-
 def test_full_sync_emits_every_record_once_and_valid(shared_sandbox: Sandbox):
     result = sync(base_config(shared_sandbox.url))
 
     ids = result.ids()
     assert len(ids) == len(set(ids))
-    assert set(ids) == set(current(shared_sandbox))
+    assert set(ids) == set(sandbox_feedbacks(shared_sandbox))
     assert {p["project_id"] for p in result.records["projects"]} == set(
         shared_sandbox.store.project_ids()
     )
@@ -51,7 +42,7 @@ def test_full_sync_emits_every_record_once_and_valid(shared_sandbox: Sandbox):
 
 def test_records_keep_fields_and_normalise_updated_at(shared_sandbox: Sandbox):
     result = sync(base_config(shared_sandbox.url))
-    source = current(shared_sandbox)
+    source = sandbox_feedbacks(shared_sandbox)
     for record in result.records["feedbacks"]:
         original = source[record["feedback_id"]]
         assert record["updated_at"] == normalize_timestamp(original["updated_at"])
@@ -100,7 +91,7 @@ def test_incremental_sync_reads_only_what_changed(sandbox: Sandbox):
         if normalize_timestamp(f["updated_at"]) == partition["replication_key_value"]
     }
     assert emitted <= set(changed) | set(added) | boundary
-    source = current(sandbox)
+    source = sandbox_feedbacks(sandbox)
     for record in second.records["feedbacks"]:
         assert record["status_type"] == source[record["feedback_id"]]["status_type"]
     # About k / page_size + 1 pages for the changed project, one page for the others.
