@@ -13,6 +13,17 @@ if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 
+@pytest.fixture(autouse=True)
+def secret_never_printed(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> Iterator[None]:
+    """Across the whole suite, the JWT secret appears in no output and no log record."""
+    yield
+    out, err = capfd.readouterr()
+    for where, text in (("stdout", out), ("stderr", err), ("logs", caplog.text)):
+        assert JWT_SECRET not in text, f"the JWT secret leaked into {where}"
+
+
 @pytest.fixture(scope="session")
 def shared_sandbox() -> Iterator[Sandbox]:
     """A read-only sandbox for tests that do not change data or faults."""
