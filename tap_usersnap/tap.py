@@ -9,7 +9,6 @@ from functools import cached_property
 import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
@@ -22,6 +21,7 @@ from tap_usersnap.streams import (
     ProjectsStream,
     normalize_timestamp,
 )
+from tap_usersnap.writer import UsersnapMessageWriter
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -49,7 +49,7 @@ class TapUsersnap(Tap):
     """Singer tap for the Usersnap platform REST API v0.1."""
 
     name = "tap-usersnap"
-    message_writer_class = MsgSpecWriter
+    message_writer_class = UsersnapMessageWriter
 
     config_jsonschema = th.PropertiesList(
         th.Property(

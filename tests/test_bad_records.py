@@ -1,0 +1,97 @@
+"""Awkward records: unknown fields, nulls, huge custom_data, unusual unicode."""
+
+from __future__ import annotations
+
+import typing as t
+
+import jsonschema
+import pytest
+
+from tap_usersnap.sandbox import SandboxStore
+from tap_usersnap.writer import replace_lone_surrogates
+from tests.helpers import base_config, sandbox_feedbacks, sync
+
+if t.TYPE_CHECKING:
+    from tap_usersnap.sandbox import Sandbox
+
+HUGE_CUSTOM_DATA = {
+    f"key_{i}": {"nested": ["x" * 200, i, None, {"deep": True}]} for i in range(2000)
+}
+UNUSUAL_TEXT = (
+    "cut emoji \ud83d (a lone surrogate), NUL \u0000, RTL \u202e\u05e9\u05dc\u05d5\u05dd, "
+    "ZWJ \U0001f469\u200d\U0001f4bb, \ufeff BOM"
+)
+
+
+def distort(record: dict[str, t.Any]) -> dict[str, t.Any]:
+    """Bend a sandbox record, by its number, into one of the shapes real data takes."""
+    kind = record["feedback_number"] % 4
+    if kind == 0:
+        record["field_from_the_future"] = {"nested": [1, 2, {"x": None}]}
+        record["client"] = {**(record["client"] or {}), "device_memory_gb": 8}
+    elif kind == 1:
+        for key in ("public_link", "status_type", "priority", "email", "assignee_id"):
+            record[key] = None
+        record["client"] = dict.fromkeys(("url", "client_type", "browser_name"))
+        record["labels"] = None
+        record["screenshot"] = {"annotated_image_url": None, "comments": None}
+    elif kind == 2:
+        record["custom_data"] = HUGE_CUSTOM_DATA
+    else:
+        record["ordered_inputs"] = [
+            {
+                "order": 0,
+                "label": UNUSUAL_TEXT,
+                "boolean_value": None,
+                "text_value": UNUSUAL_TEXT,
+                "value": UNUSUAL_TEXT,
+            }
+        ]
+    return record
+
+
+@pytest.fixture
+def awkward_sandbox(
+    monkeypatch: pytest.MonkeyPatch, make_sandbox: t.Callable[..., Sandbox]
+) -> Sandbox:
+    render = SandboxStore._render
+
+    def render_awkward(self: SandboxStore, project: t.Any, row: t.Any) -> dict[str, t.Any]:
+        return distort(render(self, project, row))
+
+    monkeypatch.setattr(SandboxStore, "_render", render_awkward)
+    return make_sandbox(projects=2, feedbacks_per_project=[40, 13])
+
+
+def test_awkward_records_arrive_whole(awkward_sandbox: Sandbox):
+    result = sync(base_config(awkward_sandbox.url, page_size=10))
+    source = sandbox_feedbacks(awkward_sandbox)
+    emitted = {r["feedback_id"]: r for r in result.records["feedbacks"]}
+    assert set(emitted) == set(source)
+    schema = result.schemas["feedbacks"]
+    validator = jsonschema.Draft7Validator(schema)
+    declared = set(schema["properties"])
+    for feedback_id, record in emitted.items():
+        validator.validate(record)
+        original = source[feedback_id]
+        for key in declared - {"updated_at"}:
+            if key == "client" and original.get("client"):
+                expected = {k: v for k, v in original["client"].items() if k != "device_memory_gb"}
+                assert record["client"] == expected
+            else:
+                assert record.get(key) == replace_lone_surrogates(original.get(key)), key
+        assert "field_from_the_future" not in record
+    assert any(r["custom_data"] == HUGE_CUSTOM_DATA for r in emitted.values())
+    repaired = UNUSUAL_TEXT.replace("\ud83d", "\ufffd")
+    assert any(
+        (r["ordered_inputs"] or [{}])[0].get("text_value") == repaired for r in emitted.values()
+    )
+
+
+def test_awkward_records_through_the_command(awkward_sandbox: Sandbox, tmp_path):
+    from tests.cli import run_tap
+
+    code, result = run_tap(tmp_path, base_config(awkward_sandbox.url, page_size=10))
+    assert code == 0, result.stderr[-2000:]
+    assert len(result.ids()) == len(sandbox_feedbacks(awkward_sandbox))
+    assert "Replaced unpaired UTF-16 surrogates" in result.stderr
