@@ -80,3 +80,27 @@ def test_secret_is_not_in_repr():
 def test_lifetime_over_an_hour_is_refused():
     with pytest.raises(ValueError, match="between 1 and 3600"):
         UsersnapJWTAuthenticator(jwt_id=JWT_ID, jwt_secret=JWT_SECRET, lifetime_seconds=7200)
+
+
+def test_tokens_expiring_mid_sync_are_reminted(make_sandbox):
+    import time
+
+    from tests.helpers import base_config, sandbox_feedbacks, sync
+
+    # The sandbox refuses tokens living longer than 5 s; the sync lasts several lifetimes.
+    sandbox = make_sandbox(max_token_lifetime=5, feedbacks_per_project=[250, 120, 37])
+    sandbox.faults.latency_ms = 250
+    config = base_config(sandbox.url, jwt_lifetime_seconds=5, page_size=10, max_concurrency=1)
+    started = time.monotonic()
+    result = sync(config)
+    assert time.monotonic() - started > 10
+    assert sandbox.auth_failures == 0
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+
+
+def test_tls_verification_stays_on():
+    from tap_usersnap.tap import TapUsersnap
+
+    tap = TapUsersnap(config={"jwt_id": JWT_ID, "jwt_secret": JWT_SECRET}, parse_env_config=False)
+    assert tap.config["api_url"].startswith("https://")
+    assert tap.http_session.verify is True
