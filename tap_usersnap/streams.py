@@ -156,6 +156,7 @@ class FeedbacksStream(UsersnapStream):
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
     records_key = "feedbacks"
+    path = "/projects/{project_id}/feedbacks"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -164,8 +165,6 @@ class FeedbacksStream(UsersnapStream):
         if self.config.get("filters"):
             self.path = "/projects/{project_id}/feedbacks/filter"
             self.http_method = "POST"
-
-    path = "/projects/{project_id}/feedbacks"
 
     @override
     def preprocess_context(self, context: Context) -> Context:

@@ -1,0 +1,248 @@
+"""The Meltano project end to end: sandbox -> tap-usersnap -> target-duckdb.
+
+Runs the real `meltano run` (meltano.yml, sandbox environment) twice against an in-process
+sandbox: a full load, then an incremental run after feedbacks were changed and added.
+Also checks that target-duckdb loads every row it is sent (target-duckdb 0.8.0 with
+duckdb >= 1.3 silently drops the first row of every batch).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import subprocess
+import sys
+import typing as t
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tap_usersnap.sandbox import Sandbox
+from tests.warehouse_helpers import (
+    SANDBOX_JWT_ID,
+    SANDBOX_JWT_SECRET,
+    expected_per_project,
+    meltano,
+    meltano_env,
+    meltano_state,
+    parse_ts,
+    plugin_python,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SCHEMA = "usersnap"
+COUNTS = [250, 120, 37]
+
+
+@pytest.fixture
+def wh_sandbox() -> Iterator[Sandbox]:
+    with Sandbox(
+        jwt_id=SANDBOX_JWT_ID,
+        jwt_secret=SANDBOX_JWT_SECRET,
+        projects=3,
+        feedbacks_per_project=COUNTS,
+        seed=7,
+    ) as sandbox:
+        yield sandbox
+
+
+def query(db: Path, sql: str, params: list[t.Any] | None = None) -> list[tuple[t.Any, ...]]:
+    """Read the DuckDB file (read-only: never upgrades or locks it for the target)."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def run_pipeline(env: dict[str, str]) -> None:
+    meltano(["--environment=sandbox", "run", "tap-usersnap", "target-duckdb"], env)
+
+
+def test_full_then_incremental_merges_on_keys(tmp_path: Path, wh_sandbox: Sandbox) -> None:
+    db = tmp_path / "warehouse.duckdb"  # file name != schema name (DuckDB ambiguity)
+    env = meltano_env(wh_sandbox, tmp_path, TARGET_DUCKDB_FILEPATH=str(db))
+    store = wh_sandbox.store
+    pids = store.project_ids()
+
+    # --- run 1: full load -------------------------------------------------------------
+    run_pipeline(env)
+    per_project = dict(query(db, f"SELECT project_id, count(*) FROM {SCHEMA}.feedbacks GROUP BY 1"))
+    assert per_project == expected_per_project(wh_sandbox)
+    total, distinct = query(
+        db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
+    )[0]
+    assert total == distinct == sum(COUNTS)
+    assert query(db, f"SELECT count(*) FROM {SCHEMA}.projects")[0][0] == len(pids)
+    for table, keys in (
+        ("project_assignees", "project_id, user_id"),
+        ("project_metrics", "project_id, name"),
+    ):
+        rows, keyed = query(db, f"SELECT count(*), count(DISTINCT ({keys})) FROM {SCHEMA}.{table}")[
+            0
+        ]
+        assert rows > 0
+        assert rows == keyed, f"duplicate keys in {table}"
+
+    state = meltano_state(env, "target-duckdb")
+    partitions = state["singer_state"]["bookmarks"]["feedbacks"]["partitions"]
+    assert {p["context"]["project_id"] for p in partitions} == set(pids)
+
+    # Nested objects land as JSON and can be queried.
+    with_client = {f["feedback_id"]: f["client"] for f in store.feedbacks(pids[0]) if f["client"]}
+    assert with_client, "sandbox data should have feedbacks with a client object"
+    fid, client = next(iter(with_client.items()))
+    got = query(
+        db,
+        f"SELECT json_extract_string(client, '$.browser_name'), "
+        f"CAST(json_extract(client, '$.screen_width') AS INTEGER) "
+        f"FROM {SCHEMA}.feedbacks WHERE feedback_id = ?",
+        [fid],
+    )
+    assert got == [(client.get("browser_name"), client.get("screen_width"))]
+
+    # --- changes in the API, run 2: incremental ---------------------------------------
+    changed = store.change_feedbacks(pids[0], 5)
+    added = store.add_feedbacks(pids[1], 4)
+    second_run_start = dt.datetime.now()
+    run_pipeline(env)
+
+    per_project = dict(query(db, f"SELECT project_id, count(*) FROM {SCHEMA}.feedbacks GROUP BY 1"))
+    assert per_project == expected_per_project(wh_sandbox)
+    total, distinct = query(
+        db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
+    )[0]
+    assert total == distinct == sum(COUNTS) + len(added), "re-sent records must merge"
+
+    current = {f["feedback_id"]: f for pid in pids for f in store.feedbacks(pid)}
+    rows = query(
+        db,
+        f"SELECT feedback_id, status_type, priority, updated_at "
+        f"FROM {SCHEMA}.feedbacks WHERE feedback_id IN (SELECT unnest(?::VARCHAR[]))",
+        [changed + added],
+    )
+    assert {r[0] for r in rows} == set(changed + added)
+    for fid, status, priority, updated_at in rows:
+        api = current[fid]
+        assert (status, priority) == (api["status_type"], api["priority"]), fid
+        assert updated_at == parse_ts(api["updated_at"]), fid
+
+    # Incremental: only the changed/added feedbacks and the bookmark boundaries were
+    # written again, not the whole table.
+    rewritten = query(
+        db,
+        f"SELECT count(*) FROM {SCHEMA}.feedbacks WHERE _sdc_batched_at >= ?::TIMESTAMP",
+        [second_run_start.isoformat()],
+    )[0][0]
+    assert len(changed) + len(added) <= rewritten < len(changed) + len(added) + 30
+
+
+def _tap_messages(sandbox: Sandbox, tmp_path: Path) -> Path:
+    """Run the tap (project venv) once and keep its Singer output."""
+    config = tmp_path / "tap.json"
+    config.write_text(
+        json.dumps(
+            {"api_url": sandbox.url, "jwt_id": SANDBOX_JWT_ID, "jwt_secret": SANDBOX_JWT_SECRET}
+        ),
+        encoding="utf-8",
+    )
+    out = tmp_path / "messages.jsonl"
+    tap = Path(sys.executable).with_name("tap-usersnap")
+    with out.open("w", encoding="utf-8") as fh:
+        subprocess.run(
+            [str(tap), "--config", str(config)],
+            stdout=fh,
+            stderr=subprocess.PIPE,
+            check=True,
+            timeout=300,
+        )
+    return out
+
+
+def _load(messages: Path, tmp_path: Path, db: Path, batch_size_rows: int) -> None:
+    config = tmp_path / "target.json"
+    config.write_text(
+        json.dumps(
+            {
+                "filepath": str(db),
+                "default_target_schema": SCHEMA,
+                "add_metadata_columns": True,
+                "batch_size_rows": batch_size_rows,
+            }
+        ),
+        encoding="utf-8",
+    )
+    target = Path(plugin_python("loaders", "target-duckdb")).with_name("target-duckdb")
+    with messages.open("rb") as fh:
+        subprocess.run(
+            [str(target), "--config", str(config)],
+            stdin=fh,
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+
+
+def test_target_duckdb_loads_every_row(tmp_path: Path, wh_sandbox: Sandbox) -> None:
+    """Rows in DuckDB == distinct keys emitted, with many small batches."""
+    version = subprocess.run(
+        [
+            plugin_python("loaders", "target-duckdb"),
+            "-c",
+            "import duckdb; print(duckdb.__version__)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert tuple(int(x) for x in version.split(".")[:2]) < (1, 3), (
+        f"target-duckdb runs with duckdb {version}: with duckdb >= 1.3 target-duckdb 0.8.0 "
+        "drops the first row of every batch; keep duckdb pinned in meltano.yml"
+    )
+
+    messages = _tap_messages(wh_sandbox, tmp_path)
+    keys: dict[str, set[tuple[t.Any, ...]]] = collections.defaultdict(set)
+    key_props: dict[str, list[str]] = {}
+    for line in messages.read_text(encoding="utf-8").splitlines():
+        msg = json.loads(line)
+        if msg["type"] == "SCHEMA":
+            key_props[msg["stream"]] = msg["key_properties"]
+        elif msg["type"] == "RECORD":
+            rec = msg["record"]
+            keys[msg["stream"]].add(tuple(rec[k] for k in key_props[msg["stream"]]))
+    assert sum(len(v) for v in keys.values()) > sum(COUNTS)
+
+    # One synthetic stream with a single record: a batch of one row.
+    with messages.open("a", encoding="utf-8") as fh:
+        fh.write(
+            json.dumps(
+                {
+                    "type": "SCHEMA",
+                    "stream": "single",
+                    "key_properties": ["id"],
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": ["string"]},
+                            "v": {"type": ["integer", "null"], "maximum": 100},
+                        },
+                    },
+                }
+            )
+            + "\n"
+        )
+        fh.write(
+            json.dumps({"type": "RECORD", "stream": "single", "record": {"id": "only", "v": 1}})
+            + "\n"
+        )
+
+    db = tmp_path / "rows.duckdb"
+    _load(messages, tmp_path, db, batch_size_rows=7)  # dozens of batches per stream
+    for stream, emitted in keys.items():
+        loaded = query(db, f'SELECT count(*) FROM {SCHEMA}."{stream}"')[0][0]
+        assert loaded == len(emitted), f"{stream}: {loaded} rows loaded, {len(emitted)} sent"
+    assert query(db, f"SELECT id, v FROM {SCHEMA}.single") == [("only", 1)]

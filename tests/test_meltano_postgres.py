@@ -1,0 +1,210 @@
+"""The Meltano project end to end: sandbox -> tap-usersnap -> target-postgres (upsert).
+
+Needs a PostgreSQL server: .ci/run starts one and exports TAP_USERSNAP_TEST_PG_DSN. Without
+that variable the fixture starts its own with scripts/pg.sh (PostgreSQL server binaries
+needed: apt-get install postgresql) and fails with the reason if it cannot. Never skipped.
+The target connects through the libpq variables PGHOST/PGPORT/... that meltano.yml maps to
+its settings; each test loads into its own schema, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import subprocess
+import tempfile
+import typing as t
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from tap_usersnap.sandbox import Sandbox
+from tests.warehouse_helpers import (
+    ROOT,
+    SANDBOX_JWT_ID,
+    SANDBOX_JWT_SECRET,
+    expected_per_project,
+    meltano,
+    meltano_env,
+    meltano_state,
+    parse_ts,
+)
+
+if t.TYPE_CHECKING:
+    from collections.abc import Iterator
+
+COUNTS = [250, 120, 37]
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """DSN of a PostgreSQL server: $TAP_USERSNAP_TEST_PG_DSN, else one started here."""
+    dsn = os.environ.get("TAP_USERSNAP_TEST_PG_DSN")
+    if dsn:
+        yield dsn
+        return
+    # Not under pytest's tmp dir: it is private (0700) and the server runs as `postgres`.
+    pg_dir = Path(tempfile.mkdtemp(prefix="tap-usersnap-pg-"))
+    env = {**os.environ, "PG_DIR": str(pg_dir)}
+    proc = subprocess.run(
+        ["bash", "scripts/pg.sh", "start"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        pytest.fail(
+            "TAP_USERSNAP_TEST_PG_DSN is not set and scripts/pg.sh could not start PostgreSQL "
+            "(install the server: apt-get install -y postgresql, or run .ci/run):\n"
+            + proc.stderr[-4000:],
+            pytrace=False,
+        )
+    exports = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1)
+        for line in proc.stdout.splitlines()
+        if line.startswith("export ")
+    )
+    try:
+        yield exports["TAP_USERSNAP_TEST_PG_DSN"]
+    finally:
+        subprocess.run(
+            ["bash", "scripts/pg.sh", "stop"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+
+
+@pytest.fixture
+def pg_schema(pg_dsn: str) -> Iterator[str]:
+    schema = f"usersnap_test_{uuid.uuid4().hex[:10]}"
+    yield schema
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture
+def wh_sandbox() -> Iterator[Sandbox]:
+    with Sandbox(
+        jwt_id=SANDBOX_JWT_ID,
+        jwt_secret=SANDBOX_JWT_SECRET,
+        projects=3,
+        feedbacks_per_project=COUNTS,
+        seed=7,
+    ) as sandbox:
+        yield sandbox
+
+
+def pg_env(dsn: str) -> dict[str, str]:
+    """Libpq variables for the DSN (meltano.yml maps them onto target-postgres)."""
+    info = conninfo_to_dict(dsn)
+    return {
+        "PGHOST": str(info.get("host", "127.0.0.1")),
+        "PGPORT": str(info.get("port", "5432")),
+        "PGUSER": str(info["user"]),
+        "PGPASSWORD": str(info.get("password", "")),
+        "PGDATABASE": str(info["dbname"]),
+    }
+
+
+def fetch(dsn: str, query: str, params: t.Sequence[t.Any] = ()) -> list[tuple[t.Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        return conn.execute(query, params).fetchall()
+
+
+def test_full_then_incremental_upserts(
+    tmp_path: Path, wh_sandbox: Sandbox, pg_dsn: str, pg_schema: str
+) -> None:
+    env = meltano_env(
+        wh_sandbox,
+        tmp_path,
+        **pg_env(pg_dsn),
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+    )
+    store = wh_sandbox.store
+    pids = store.project_ids()
+    fb = f'"{pg_schema}".feedbacks'
+
+    # The job declared in meltano.yml (tap-usersnap target-postgres).
+    meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
+    assert dict(fetch(pg_dsn, f"SELECT project_id, count(*) FROM {fb} GROUP BY 1")) == (
+        expected_per_project(wh_sandbox)
+    )
+    assert fetch(pg_dsn, f"SELECT count(*), count(DISTINCT feedback_id) FROM {fb}") == [
+        (sum(COUNTS), sum(COUNTS))
+    ]
+    # feedback_id is the table's primary key (upsert load method).
+    pk = fetch(
+        pg_dsn,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = %s::regclass AND i.indisprimary",
+        (f'"{pg_schema}"."feedbacks"',),
+    )
+    assert pk == [("feedback_id",)]
+    assert fetch(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".projects') == [(len(pids),)]
+    for table, keys in (
+        ("project_assignees", "project_id, user_id"),
+        ("project_metrics", "project_id, name"),
+    ):
+        rows, keyed = fetch(
+            pg_dsn, f'SELECT count(*), count(DISTINCT ({keys})) FROM "{pg_schema}".{table}'
+        )[0]
+        assert rows > 0
+        assert rows == keyed, f"duplicate keys in {table}"
+    state = meltano_state(env, "target-postgres")
+    assert len(state["singer_state"]["bookmarks"]["feedbacks"]["partitions"]) == len(pids)
+
+    # Nested objects are jsonb.
+    fid, client = next(
+        (f["feedback_id"], f["client"]) for f in store.feedbacks(pids[0]) if f["client"]
+    )
+    assert fetch(
+        pg_dsn,
+        f"SELECT client->>'browser_name', (client->>'screen_width')::int FROM {fb} "
+        "WHERE feedback_id = %s",
+        (fid,),
+    ) == [(client.get("browser_name"), client.get("screen_width"))]
+
+    # --- changes, incremental run ----------------------------------------------------
+    changed = store.change_feedbacks(pids[0], 5)
+    added = store.add_feedbacks(pids[2], 4)
+    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
+
+    assert dict(fetch(pg_dsn, f"SELECT project_id, count(*) FROM {fb} GROUP BY 1")) == (
+        expected_per_project(wh_sandbox)
+    )
+    total = sum(COUNTS) + len(added)
+    assert fetch(pg_dsn, f"SELECT count(*), count(DISTINCT feedback_id) FROM {fb}") == [
+        (total, total)
+    ]
+    current = {f["feedback_id"]: f for pid in pids for f in store.feedbacks(pid)}
+    rows = fetch(
+        pg_dsn,
+        f"SELECT feedback_id, status_type, priority, updated_at FROM {fb} "
+        "WHERE feedback_id = ANY(%s)",
+        (changed + added,),
+    )
+    assert {r[0] for r in rows} == set(changed + added)
+    for fid, status, priority, updated_at in rows:
+        api = current[fid]
+        assert (status, priority) == (api["status_type"], api["priority"]), fid
+        assert parse_ts(updated_at) == parse_ts(api["updated_at"]), fid
+
+    # Only the changes and the bookmark boundaries were loaded again.
+    rewritten = fetch(pg_dsn, f"SELECT count(*) FROM {fb} WHERE _sdc_batched_at >= %s", (before,))[
+        0
+    ][0]
+    assert len(changed) + len(added) <= rewritten < len(changed) + len(added) + 30
