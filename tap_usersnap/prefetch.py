@@ -7,11 +7,11 @@ main thread still consumes (and writes records and state) strictly in the SDK's 
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import typing as t
 from collections import OrderedDict
+from collections.abc import Generator
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -35,14 +35,17 @@ class _Job:
         self.cancelled = threading.Event()
 
     def run(self) -> None:
+        items = self._produce()
         try:
-            with contextlib.closing(iter(self._produce())) as items:  # type: ignore[type-var]
-                for item in items:
-                    if not self._put(item):
-                        return
+            for item in items:
+                if not self._put(item):
+                    return
             self._put(_END)
         except BaseException as exc:
             self._put(_Failure(exc))
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # a cancelled producer sends no further request
 
     def _put(self, item: object) -> bool:
         while not self.cancelled.is_set():
@@ -66,14 +69,14 @@ class _Job:
 class Prefetcher:
     """A bounded pool running announced fetches ahead of their consumption.
 
-    Each job's queue holds at most ``depth`` items, so memory stays flat whatever the
+    Each job's queue holds at most ``depth`` pages, so memory stays flat whatever the
     size of a project. Jobs start in the order they were announced, which must be the
     order they are consumed in: then a job the consumer waits for is always running.
     Taking a job cancels every earlier one nobody took (a stream map filtered it out).
     """
 
-    def __init__(self, workers: int, depth: int = 2) -> None:
-        self._workers = workers
+    def __init__(self, workers: int, depth: int = 4) -> None:
+        self.workers = workers
         self._depth = depth
         self._pending: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._announced: OrderedDict[Hashable, _Job] = OrderedDict()
@@ -86,7 +89,7 @@ class Prefetcher:
         self._announced[key] = job
         with self._lock:
             self._pending.put(job)
-            if self._running < self._workers:
+            if self._running < self.workers:
                 self._running += 1
                 threading.Thread(target=self._work, name="usersnap-fetch", daemon=True).start()
 

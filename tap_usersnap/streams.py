@@ -119,12 +119,13 @@ class ProjectChildStream(UsersnapStream):
         if context is None:
             msg = f"{self.name} are read per project"
             raise ValueError(msg)
-        return self.fetched(context)
+        for records in self.fetched(context):
+            yield from records
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
         row["project_id"] = context["project_id"] if context else None
-        return row
+        return super().post_process(row, context)
 
 
 class ProjectAssigneesStream(ProjectChildStream):
@@ -242,7 +243,7 @@ class FeedbacksStream(UsersnapStream):
             yield from self.pages(context, floor, None)
 
     @override
-    def fetcher(self, context: Context) -> Callable[[], Iterable[dict[str, t.Any]]]:
+    def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
         """Pages from the resume cursor down to the floor, both read from state now."""
         floor = self.starting_floor(context)
         start_after = (self.get_context_state(context).get(RESUME_KEY) or {}).get("after")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import typing as t
 from functools import cached_property
@@ -187,14 +188,28 @@ class TapUsersnap(Tap):
 
     @cached_property
     def prefetcher(self) -> Prefetcher:
-        """Workers that fetch upcoming projects while the current one is emitted."""
-        return Prefetcher(workers=self.config["max_concurrency"])
+        """Workers that fetch upcoming projects while the current one is emitted.
+
+        Jobs start in order, a job a project and child stream: with a worker for each child
+        stream of ``max_concurrency`` projects, that many projects are fetched at once.
+        """
+        children = sum(1 for stream in self.streams.values() if stream.parent_stream_type)
+        return Prefetcher(workers=self.config["max_concurrency"] * children)
 
     @cached_property
     def http_session(self) -> requests.Session:
-        """One connection pool, sized for the concurrent workers, behind the 429 gate."""
+        """One connection pool, sized for the concurrent workers, behind the 429 gate.
+
+        Proxy and CA-bundle variables are read once here: requests would otherwise scan
+        the whole environment on every request.
+        """
         session = requests.Session()
-        adapter = GatedHTTPAdapter(self.rate_limit_gate, pool_size=self.config["max_concurrency"])
+        session.proxies = requests.utils.get_environ_proxies(self.config["api_url"])
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
+            "CURL_CA_BUNDLE", True
+        )
+        session.trust_env = False
+        adapter = GatedHTTPAdapter(self.rate_limit_gate, pool_size=self.prefetcher.workers)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session

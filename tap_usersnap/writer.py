@@ -13,6 +13,8 @@ if sys.version_info >= (3, 12):
 else:
     from typing_extensions import override
 
+from singer_sdk.singerlib import SingerMessageType
+
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
@@ -31,7 +33,17 @@ def replace_lone_surrogates(value: t.Any) -> t.Any:
 
 
 class UsersnapMessageWriter(MsgSpecWriter):
-    """Writes with msgspec; a message with a lone surrogate is repaired, not fatal."""
+    """Writes with msgspec; a message with a lone surrogate is repaired, not fatal.
+
+    RECORD messages are not flushed one by one: every other message (STATE above all)
+    flushes what precedes it, so a target never sees a STATE before its records.
+    """
+
+    @override
+    def write_message(self, message: Message) -> None:
+        sys.stdout.buffer.write(self.format_message(message))
+        if message.type != SingerMessageType.RECORD:
+            sys.stdout.flush()
 
     @override
     def serialize_message(self, message: Message) -> bytearray:

@@ -9,6 +9,8 @@ import typing as t
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 
+import jsonschema
+
 from tap_usersnap.tap import TapUsersnap
 
 if t.TYPE_CHECKING:
@@ -85,3 +87,27 @@ def sandbox_feedbacks(sandbox: Sandbox) -> dict[str, dict[str, t.Any]]:
         for project_id in sandbox.store.project_ids()
         for feedback in sandbox.store.feedbacks(project_id)
     }
+
+
+def strict(schema: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The schema with no undeclared property allowed anywhere (except free objects)."""
+    result = dict(schema)
+    if "properties" in schema:
+        result["properties"] = {k: strict(v) for k, v in schema["properties"].items()}
+        result.setdefault("additionalProperties", False)
+    if "items" in schema:
+        result["items"] = strict(schema["items"])
+    return result
+
+
+def assert_records_match_schemas(result: SyncResult) -> None:
+    """Every record validates, with formats checked and no field the schema does not list.
+
+    The tap turns the SDK's type conformance off for speed; this is what proves it safe.
+    """
+    for stream, records in result.records.items():
+        validator = jsonschema.Draft7Validator(
+            strict(result.schemas[stream]), format_checker=jsonschema.FormatChecker()
+        )
+        for record in records:
+            validator.validate(record)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import typing as t
 
 import pytest
+import requests
+from singer_sdk.exceptions import RetriableAPIError
 
+from tap_usersnap.tap import TapUsersnap
 from tests.helpers import JWT_SECRET, base_config, sandbox_feedbacks, sync
 
 if t.TYPE_CHECKING:
@@ -54,18 +58,38 @@ def test_faults_under_concurrent_workers_lose_nothing(make_sandbox: t.Callable[.
     assert sum(1 for _m, _p, s in sandbox.requests if s == 429) >= 5
 
 
-def test_retry_after_is_honoured(make_sandbox: t.Callable[..., Sandbox]):
+def test_retry_after_is_honoured_and_pauses_every_worker(
+    make_sandbox: t.Callable[..., Sandbox],
+):
     sandbox = make_sandbox(feedbacks_per_project=[10], projects=1)
     sandbox.faults.status_every_n = 2
     sandbox.faults.status_code = 429
     sandbox.faults.retry_after = 1.0
-    import time
-
     started = time.monotonic()
     sync(base_config(sandbox.url, **FAST_RETRIES))
-    limited = sum(1 for _m, _p, s in sandbox.requests if s == 429)
-    assert limited >= 1
-    assert time.monotonic() - started >= limited * 1.0
+    assert any(s == 429 for _m, _p, s in sandbox.requests)
+    assert time.monotonic() - started >= 1.0
+
+
+def test_backoff_waits_what_retry_after_asks_then_grows():
+    tap = TapUsersnap(config=base_config("http://127.0.0.1:9/v0.1"), parse_env_config=False)
+    stream = tap.streams["feedbacks"]
+    waits = stream.backoff_wait_generator()
+    next(waits)
+
+    def failure(status: int, retry_after: str | None = None) -> RetriableAPIError:
+        response = requests.Response()
+        response.status_code = status
+        if retry_after is not None:
+            response.headers["Retry-After"] = retry_after
+        return RetriableAPIError("failure", response)
+
+    gate_before = time.monotonic()
+    assert waits.send(failure(429, "7")) == 7
+    assert tap.rate_limit_gate._resume_at >= gate_before + 7
+    assert waits.send(failure(503)) == 1.0  # no Retry-After: exponential, second attempt
+    assert waits.send(failure(429, "3600")) == 60  # capped
+    assert waits.send(failure(503)) == 4.0
 
 
 def test_server_that_never_recovers_fails_in_bounded_time(make_sandbox: t.Callable[..., Sandbox]):
@@ -88,8 +112,6 @@ def test_wrong_credentials_fail_at_once_with_a_clear_message(sandbox: Sandbox):
 
 def test_other_client_errors_fail_with_the_api_message(sandbox: Sandbox):
     config = base_config(sandbox.url)
-    from tap_usersnap.tap import TapUsersnap
-
     tap = TapUsersnap(config=config, parse_env_config=False)
     stream = tap.streams["project_metrics"]
     with pytest.raises(Exception, match="SITE_NOT_FOUND") as error:

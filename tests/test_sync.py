@@ -5,11 +5,10 @@ from __future__ import annotations
 import typing as t
 from collections import Counter
 
-import jsonschema
 import pytest
 
 from tap_usersnap.streams import normalize_timestamp
-from tests.helpers import base_config, sandbox_feedbacks, sync
+from tests.helpers import assert_records_match_schemas, base_config, sandbox_feedbacks, sync
 
 if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
@@ -32,12 +31,7 @@ def test_full_sync_emits_every_record_once_and_valid(shared_sandbox: Sandbox):
     assigned = Counter(r["project_id"] for r in result.records["project_assignees"])
     assert set(assigned) == set(shared_sandbox.store.project_ids())
     assert result.records["project_metrics"]
-    for stream, records in result.records.items():
-        validator = jsonschema.Draft7Validator(
-            result.schemas[stream], format_checker=jsonschema.FormatChecker()
-        )
-        for record in records:
-            validator.validate(record)
+    assert_records_match_schemas(result)
 
 
 def test_records_keep_fields_and_normalise_updated_at(shared_sandbox: Sandbox):
