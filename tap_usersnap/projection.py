@@ -44,8 +44,10 @@ class Projection:
         def project(value: t.Any) -> t.Any:
             if not isinstance(value, dict):
                 return value
-            kept = {key: item for key, item in value.items() if key in declared}
-            if len(kept) < len(value):
+            if value.keys() <= declared:
+                kept = value  # the common case: nothing to drop, no copy
+            else:
+                kept = {key: item for key, item in value.items() if key in declared}
                 self._report(path, value.keys() - declared)
             for name, project_nested in nested.items():
                 if (item := kept.get(name)) is not None:

@@ -35,10 +35,20 @@ RESUME_KEY = "resume"
 START_AFTER = "start_after"
 
 
+API_FORM = "2024-01-01T00:00:00.000000Z"
+
+
 def normalize_timestamp(value: str | None) -> str | None:
     """One fixed UTC format, so bookmarks compare as strings whatever the API sends."""
     if not value:
         return None
+    if (
+        len(value) == len(API_FORM)
+        and value[19] == "."
+        and value[-1] == "Z"
+        and value[20:26].isdigit()
+    ):
+        return value[:-1] + "+00:00"  # the API's usual form: only the zone differs
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import io
 import logging
 import sys
 import typing as t
@@ -19,6 +21,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 logger = logging.getLogger(__name__)
+OUTPUT_BUFFER_BYTES = 1 << 16
 
 
 def replace_lone_surrogates(value: t.Any) -> t.Any:
@@ -35,15 +38,30 @@ def replace_lone_surrogates(value: t.Any) -> t.Any:
 class UsersnapMessageWriter(MsgSpecWriter):
     """Writes with msgspec; a message with a lone surrogate is repaired, not fatal.
 
-    RECORD messages are not flushed one by one: every other message (STATE above all)
-    flushes what precedes it, so a target never sees a STATE before its records.
+    RECORD messages are buffered, even under ``PYTHONUNBUFFERED`` (one system call a
+    record otherwise); every other message (STATE above all) flushes what precedes it, so
+    a target never sees a STATE before its records, and what is left is flushed at exit.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffered: io.BufferedWriter | None = None
 
     @override
     def write_message(self, message: Message) -> None:
-        sys.stdout.buffer.write(self.format_message(message))
+        output = self._output()
+        output.write(self.format_message(message))
         if message.type != SingerMessageType.RECORD:
-            sys.stdout.flush()
+            output.flush()
+
+    def _output(self) -> t.BinaryIO:
+        stdout = sys.stdout.buffer
+        if not isinstance(stdout, io.FileIO):
+            return stdout  # buffered already, or in memory
+        if self._buffered is None or self._buffered.raw is not stdout:
+            self._buffered = io.BufferedWriter(stdout, buffer_size=OUTPUT_BUFFER_BYTES)
+            atexit.register(self._buffered.flush)
+        return t.cast("t.BinaryIO", self._buffered)
 
     @override
     def serialize_message(self, message: Message) -> bytearray:
