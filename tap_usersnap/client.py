@@ -17,7 +17,7 @@ from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_usersnap.envelope import MalformedResponseError, describe_error, error_type, payload
+from tap_usersnap.envelope import MalformedResponseError, describe_error, error_envelope, payload
 from tap_usersnap.projection import Projection
 
 if sys.version_info >= (3, 12):
@@ -159,26 +159,25 @@ class UsersnapStream(RESTStream[t.Any]):
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
         where = f"{response.request.method} {urlparse(response.url).path}"
+        if status < HTTPStatus.BAD_REQUEST:
+            try:
+                payload(response)
+            except MalformedResponseError as exc:
+                raise RetriableAPIError(f"{exc} for {where}", response) from exc
+            return
+        body = error_envelope(response)
+        errortype = body.get("errortype") if body else None
         if status == HTTPStatus.UNAUTHORIZED:
             msg = (
                 "Usersnap rejected the credentials: check the settings jwt_id and jwt_secret "
-                f"({status} {error_type(response) or 'no errortype'} for {where})"
+                f"({status} {errortype or 'no errortype'} for {where})"
             )
-            raise UsersnapAPIError(msg, status=status, errortype=error_type(response))
+            raise UsersnapAPIError(msg, status=status, errortype=errortype)
         if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
-            kind = error_type(response) or "non-JSON body"
-            raise RetriableAPIError(f"{status} ({kind}) for {where}", response)
-        if status >= HTTPStatus.BAD_REQUEST:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            msg = f"Usersnap API error {status} {describe_error(body)} for {where}"
-            raise UsersnapAPIError(msg, status=status, errortype=error_type(response))
-        try:
-            payload(response)
-        except MalformedResponseError as exc:
-            raise RetriableAPIError(f"{exc} for {where}", response) from exc
+            msg = f"Usersnap API answered {status} ({errortype or 'non-JSON body'}) for {where}"
+            raise RetriableAPIError(msg, response)
+        msg = f"Usersnap API error {status} {describe_error(body)} for {where}"
+        raise UsersnapAPIError(msg, status=status, errortype=errortype)
 
     @override
     def backoff_wait_generator(self) -> Generator[float, t.Any, None]:

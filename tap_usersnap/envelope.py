@@ -48,10 +48,10 @@ def describe_error(body: object) -> str:
     return f"{errortype}: {message}"
 
 
-def error_type(response: requests.Response) -> str | None:
-    """The envelope's ``errortype`` of an error response, if it has one."""
+def error_envelope(response: requests.Response) -> dict[str, t.Any] | None:
+    """The body of an error response, if it is a JSON object (an HTML page is not)."""
     try:
         body = response.json()
     except ValueError:
         return None
-    return body.get("errortype") if isinstance(body, dict) else None
+    return body if isinstance(body, dict) else None

@@ -35,8 +35,9 @@ class _Job:
         self.cancelled = threading.Event()
 
     def run(self) -> None:
-        items = self._produce()
+        items: Iterable[t.Any] = ()
         try:
+            items = self._produce()
             for item in items:
                 if not self._put(item):
                     return

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 import typing as t
 from functools import cached_property
 
+import click
 import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -44,6 +47,29 @@ ISO_8601_DATE_TIME = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 )
 FILTER_OPERATORS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "like", "ilike"]
+
+
+def state_problem(text: str) -> str | None:
+    """What makes ``text`` no Singer state this tap can resume from, if anything."""
+    try:
+        state = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
+        return "not a Singer state: expected an object with a 'bookmarks' object"
+    for stream, stream_state in state.get("bookmarks", {}).items():
+        partitions = stream_state.get("partitions", []) if isinstance(stream_state, dict) else None
+        if not isinstance(partitions, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("context"), dict) for p in partitions
+        ):
+            return f"bookmarks.{stream}: 'partitions' must be objects, each with a 'context'"
+        for partition in [stream_state, *partitions]:
+            try:
+                normalize_timestamp(partition.get("replication_key_value"))
+            except (TypeError, ValueError):
+                value = partition.get("replication_key_value")
+                return f"bookmarks.{stream}: replication_key_value {value!r} is not a date-time"
+    return None
 
 
 class TapUsersnap(Tap):
@@ -148,6 +174,20 @@ class TapUsersnap(Tap):
             "resumability do not depend on it.",
         ),
     ).to_dict()
+
+    @override
+    @classmethod
+    def invoke(cls, *, state: t.IO[str] | None = None, **kwargs: t.Any) -> None:
+        """Refuse, naming it, a state file that is not a Singer state.
+
+        Resuming from a misread state could skip data.
+        """
+        if state is not None:
+            text = state.read()
+            if problem := state_problem(text):
+                raise click.BadParameter(problem, param_hint="'--state'")
+            state = io.StringIO(text)
+        super().invoke(state=state, **kwargs)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import typing as t
 
 import pytest
 
-from tests.cli import run_tap
+from tests.cli import run_tap, tap_command
 from tests.helpers import JWT_SECRET, base_config
 
 if t.TYPE_CHECKING:
@@ -81,3 +82,35 @@ def test_about_lists_every_setting(tmp_path: Path):
     settings = TapUsersnap.config_jsonschema["properties"]
     for name in ("jwt_id", "jwt_secret", "api_url", "project_ids", "start_date", "page_size"):
         assert name in settings
+
+
+@pytest.mark.parametrize(
+    "state_text",
+    [
+        pytest.param("{not json", id="not-json"),
+        pytest.param("[1, 2]", id="not-an-object"),
+        pytest.param('{"bookmarks": {"feedbacks": {"partitions": "oops"}}}', id="bad-partitions"),
+        pytest.param(
+            '{"bookmarks": {"feedbacks": {"partitions": [{"context": {"project_id": "p"}, '
+            '"replication_key": "updated_at", "replication_key_value": "last tuesday"}]}}}',
+            id="bookmark-not-a-date",
+        ),
+    ],
+)
+def test_malformed_state_fails_naming_it_before_any_request(
+    tmp_path: Path, sandbox: Sandbox, state_text: str
+):
+    state_file = tmp_path / "state.json"
+    state_file.write_text(state_text, encoding="utf-8")
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(base_config(sandbox.url)), encoding="utf-8")
+    done = subprocess.run(
+        [*tap_command(), "--config", str(config_file), "--state", str(state_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "Invalid value for '--state'" in done.stderr
+    assert sandbox.requests == []

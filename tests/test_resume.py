@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import subprocess
+import time
 import typing as t
 from dataclasses import dataclass, field
 
@@ -148,3 +149,37 @@ def test_a_refused_resume_cursor_restarts_the_project(
     assert {r["feedback_id"] for r in resumed.records["feedbacks"]} == set(
         sandbox_feedbacks(sandbox)
     )
+
+
+def test_a_server_that_never_recovers_fails_in_bounded_time_and_state_stays_safe(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    sandbox = make_sandbox(projects=2, feedbacks_per_project=[600, 300])
+    config = base_config(sandbox.url, page_size=50, max_retries=2, request_timeout=2)
+    command = [*tap_command(), "--config", str(write_json(tmp_path / "config.json", config))]
+    started = time.monotonic()
+    delivered: list[str] = []
+    state = None
+    with subprocess.Popen(  # the server breaks for good once 200 feedbacks are out
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        for line in process.stdout:
+            message = json.loads(line)
+            if message["type"] == "RECORD" and message["stream"] == "feedbacks":
+                delivered.append(message["record"]["feedback_id"])
+                if len(delivered) == 200:
+                    sandbox.faults.fail_forever_status = 503
+            elif message["type"] == "STATE":
+                state = message["value"]
+        stderr = process.stderr.read()
+        assert process.wait() != 0
+    assert time.monotonic() - started < 60
+    assert "Usersnap API answered 503" in stderr
+    assert len(set(delivered)) < 900
+
+    sandbox.faults.fail_forever_status = None
+    code, resumed = run_tap(tmp_path, config, state=state)
+    assert code == 0
+    assert set(delivered) | set(resumed.ids()) == set(sandbox_feedbacks(sandbox))
