@@ -42,11 +42,11 @@ FILTER_TYPES = [
     "state",
     "thumb",
 ]
+FILTER_OPERATORS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "like", "ilike"]
 # JSON Schema leaves `format` unchecked here: a pattern makes a bad start_date fail early.
 ISO_8601_DATE_TIME = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 )
-FILTER_OPERATORS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "like", "ilike"]
 
 
 def state_problem(text: str) -> str | None:
