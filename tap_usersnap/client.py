@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 import typing as t
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import urlparse
@@ -83,14 +85,17 @@ class GatedHTTPAdapter(HTTPAdapter):
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header given in seconds, if any."""
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After", "")
+    """Seconds asked for by a ``Retry-After`` header (in seconds or an HTTP date), if any."""
+    value = response.headers.get("Retry-After", "") if response is not None else ""
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 class UsersnapStream(RESTStream[t.Any]):

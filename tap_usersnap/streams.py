@@ -125,10 +125,20 @@ class ProjectChildStream(UsersnapStream):
         return SinglePagePaginator()
 
     @override
+    def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
+        if not context.get("api_key"):
+            return list  # no api key, no list to ask for: get_records says so
+        return super().fetcher(context)
+
+    @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
         if context is None:
             msg = f"{self.name} are read per project"
             raise ValueError(msg)
+        if not context.get("api_key"):
+            self.logger.warning(
+                "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
+            )
         for records in self.fetched(context):
             yield from records
 

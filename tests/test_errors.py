@@ -117,3 +117,27 @@ def test_other_client_errors_fail_with_the_api_message(sandbox: Sandbox):
     with pytest.raises(Exception, match="SITE_NOT_FOUND") as error:
         list(stream.get_records({"project_id": "p", "api_key": "no-such-api-key"}))
     assert "/v0.1/projects/no-such-api-key/metrics" in str(error.value)
+
+
+def test_retry_after_as_an_http_date_is_honoured():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from tap_usersnap.client import retry_after_seconds
+
+    response = requests.Response()
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    response.headers["Retry-After"] = format_datetime(later, usegmt=True)
+    assert 25 < retry_after_seconds(response) <= 30
+    response.headers["Retry-After"] = "whenever"
+    assert retry_after_seconds(response) is None
+
+
+def test_a_project_without_api_key_skips_its_lists_with_a_warning(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    tap = TapUsersnap(config=base_config(sandbox.url), parse_env_config=False)
+    for name in ("project_assignees", "project_metrics"):
+        assert list(tap.streams[name].get_records({"project_id": "p", "api_key": None})) == []
+    assert "has no api_key" in caplog.text
+    assert sandbox.requests == []
