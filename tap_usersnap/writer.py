@@ -35,6 +35,12 @@ def replace_lone_surrogates(value: t.Any) -> t.Any:
     return value
 
 
+def _flush_if_open(output: io.BufferedWriter) -> None:
+    """Flush at exit what is left, unless whoever owns standard output closed it first."""
+    if not output.raw.closed:
+        output.flush()
+
+
 class UsersnapMessageWriter(MsgSpecWriter):
     """Writes with msgspec; a message with a lone surrogate is repaired, not fatal.
 
@@ -60,7 +66,7 @@ class UsersnapMessageWriter(MsgSpecWriter):
             return stdout  # buffered already, or in memory
         if self._buffered is None or self._buffered.raw is not stdout:
             self._buffered = io.BufferedWriter(stdout, buffer_size=OUTPUT_BUFFER_BYTES)
-            atexit.register(self._buffered.flush)
+            atexit.register(_flush_if_open, self._buffered)
         return t.cast("t.BinaryIO", self._buffered)
 
     @override
