@@ -54,30 +54,12 @@ ensure_uv() {
     command -v uv >/dev/null 2>&1 || die "uv installed but not on PATH"
 }
 
-# Project venv (.venv): `uv sync --frozen` once uv.lock exists, else an editable install.
-# Args: extra flags for uv sync, e.g. --all-groups.
+# Project venv (.venv) from uv.lock. Args: extra flags for uv sync, e.g. --all-groups.
 sync_project() {
     ensure_uv
-    local py
-    py="$(pick_python)"
     cd "$PROJECT_ROOT" || return 1
-    if [ -f uv.lock ]; then
-        log "uv sync --frozen $*"
-        uv sync --frozen --python "$py" "$@"
-    else
-        local groups=() stamp=".venv/.tap-usersnap-install-stamp" key
-        if [[ " $* " == *" --all-groups "* ]]; then
-            groups=(--group test --group lint)
-        fi
-        key="$(cat pyproject.toml <(echo "${groups[*]:-}") | cksum)"
-        if [ -x .venv/bin/tap-usersnap ] && [ "$(cat "$stamp" 2>/dev/null)" = "$key" ]; then
-            return 0
-        fi
-        log "no uv.lock: uv venv + uv pip install -e . ${groups[*]:-} (fallback)"
-        [ -x .venv/bin/python ] || uv venv --quiet --python "$py" .venv
-        uv pip install --quiet --python .venv/bin/python -e . "${groups[@]}"
-        echo "$key" >"$stamp"
-    fi
+    log "uv sync --frozen $*"
+    uv sync --frozen --python "$(pick_python)" "$@"
 }
 
 # Meltano in its own venv; skipped when the pinned version is already there.
