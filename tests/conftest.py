@@ -8,6 +8,7 @@ import pytest
 
 from tap_usersnap.sandbox import Sandbox
 from tests.helpers import JWT_ID, JWT_SECRET
+from tests.warehouse_helpers import WAREHOUSE_COUNTS
 
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -57,3 +58,16 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
 @pytest.fixture
 def sandbox(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
     return make_sandbox()
+
+
+@pytest.fixture
+def wh_sandbox() -> Iterator[Sandbox]:
+    """The sandbox the Meltano pipelines load into the warehouses."""
+    with Sandbox(
+        jwt_id=JWT_ID,
+        jwt_secret=JWT_SECRET,
+        projects=3,
+        feedbacks_per_project=WAREHOUSE_COUNTS,
+        seed=7,
+    ) as sandbox:
+        yield sandbox

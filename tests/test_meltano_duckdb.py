@@ -17,12 +17,11 @@ import typing as t
 from pathlib import Path
 
 import duckdb
-import pytest
 
-from tap_usersnap.sandbox import Sandbox
 from tests.warehouse_helpers import (
     SANDBOX_JWT_ID,
     SANDBOX_JWT_SECRET,
+    WAREHOUSE_COUNTS,
     expected_per_project,
     meltano,
     meltano_env,
@@ -32,22 +31,9 @@ from tests.warehouse_helpers import (
 )
 
 if t.TYPE_CHECKING:
-    from collections.abc import Iterator
+    from tap_usersnap.sandbox import Sandbox
 
 SCHEMA = "usersnap"
-COUNTS = [250, 120, 37]
-
-
-@pytest.fixture
-def wh_sandbox() -> Iterator[Sandbox]:
-    with Sandbox(
-        jwt_id=SANDBOX_JWT_ID,
-        jwt_secret=SANDBOX_JWT_SECRET,
-        projects=3,
-        feedbacks_per_project=COUNTS,
-        seed=7,
-    ) as sandbox:
-        yield sandbox
 
 
 def query(db: Path, sql: str, params: list[t.Any] | None = None) -> list[tuple[t.Any, ...]]:
@@ -76,7 +62,7 @@ def test_full_then_incremental_merges_on_keys(tmp_path: Path, wh_sandbox: Sandbo
     total, distinct = query(
         db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
     )[0]
-    assert total == distinct == sum(COUNTS)
+    assert total == distinct == sum(WAREHOUSE_COUNTS)
     assert query(db, f"SELECT count(*) FROM {SCHEMA}.projects")[0][0] == len(pids)
     for table, keys in (
         ("project_assignees", "project_id, user_id"),
@@ -116,7 +102,7 @@ def test_full_then_incremental_merges_on_keys(tmp_path: Path, wh_sandbox: Sandbo
     total, distinct = query(
         db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
     )[0]
-    assert total == distinct == sum(COUNTS) + len(added), "re-sent records must merge"
+    assert total == distinct == sum(WAREHOUSE_COUNTS) + len(added), "re-sent records must merge"
 
     current = {f["feedback_id"]: f for pid in pids for f in store.feedbacks(pid)}
     rows = query(
@@ -214,7 +200,7 @@ def test_target_duckdb_loads_every_row(tmp_path: Path, wh_sandbox: Sandbox) -> N
         elif msg["type"] == "RECORD":
             rec = msg["record"]
             keys[msg["stream"]].add(tuple(rec[k] for k in key_props[msg["stream"]]))
-    assert sum(len(v) for v in keys.values()) > sum(COUNTS)
+    assert sum(len(v) for v in keys.values()) > sum(WAREHOUSE_COUNTS)
 
     # One synthetic stream with a single record: a batch of one row.
     with messages.open("a", encoding="utf-8") as fh:

@@ -23,11 +23,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from tap_usersnap.sandbox import Sandbox
 from tests.warehouse_helpers import (
     ROOT,
-    SANDBOX_JWT_ID,
-    SANDBOX_JWT_SECRET,
+    WAREHOUSE_COUNTS,
     expected_per_project,
     meltano,
     meltano_env,
@@ -38,7 +36,7 @@ from tests.warehouse_helpers import (
 if t.TYPE_CHECKING:
     from collections.abc import Iterator
 
-COUNTS = [250, 120, 37]
+    from tap_usersnap.sandbox import Sandbox
 
 
 @pytest.fixture(scope="session")
@@ -93,18 +91,6 @@ def pg_schema(pg_dsn: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
 
-@pytest.fixture
-def wh_sandbox() -> Iterator[Sandbox]:
-    with Sandbox(
-        jwt_id=SANDBOX_JWT_ID,
-        jwt_secret=SANDBOX_JWT_SECRET,
-        projects=3,
-        feedbacks_per_project=COUNTS,
-        seed=7,
-    ) as sandbox:
-        yield sandbox
-
-
 def pg_env(dsn: str) -> dict[str, str]:
     """Libpq variables for the DSN (meltano.yml maps them onto target-postgres)."""
     info = conninfo_to_dict(dsn)
@@ -142,7 +128,7 @@ def test_full_then_incremental_upserts(
         expected_per_project(wh_sandbox)
     )
     assert fetch(pg_dsn, f"SELECT count(*), count(DISTINCT feedback_id) FROM {fb}") == [
-        (sum(COUNTS), sum(COUNTS))
+        (sum(WAREHOUSE_COUNTS), sum(WAREHOUSE_COUNTS))
     ]
     # feedback_id is the table's primary key (upsert load method).
     pk = fetch(
@@ -186,7 +172,7 @@ def test_full_then_incremental_upserts(
     assert dict(fetch(pg_dsn, f"SELECT project_id, count(*) FROM {fb} GROUP BY 1")) == (
         expected_per_project(wh_sandbox)
     )
-    total = sum(COUNTS) + len(added)
+    total = sum(WAREHOUSE_COUNTS) + len(added)
     assert fetch(pg_dsn, f"SELECT count(*), count(DISTINCT feedback_id) FROM {fb}") == [
         (total, total)
     ]

@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / ".tools"
 SANDBOX_JWT_ID = JWT_ID
 SANDBOX_JWT_SECRET = JWT_SECRET
+#: Feedbacks per project of the sandbox the warehouse tests load.
+WAREHOUSE_COUNTS = [250, 120, 37]
 STATE_ID = "sandbox:tap-usersnap-to-{target}"
 
 # Variables of the developer's shell that would change what the pipeline does.
