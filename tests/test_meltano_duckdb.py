@@ -36,6 +36,16 @@ if t.TYPE_CHECKING:
 SCHEMA = "usersnap"
 
 
+def assert_feedbacks_loaded(db: Path, sandbox: Sandbox, total: int) -> None:
+    """The sandbox's feedbacks per project, each once: re-sent records merged on their key."""
+    per_project = dict(query(db, f"SELECT project_id, count(*) FROM {SCHEMA}.feedbacks GROUP BY 1"))
+    assert per_project == expected_per_project(sandbox)
+    rows, distinct = query(
+        db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
+    )[0]
+    assert rows == distinct == total
+
+
 def query(db: Path, sql: str, params: list[t.Any] | None = None) -> list[tuple[t.Any, ...]]:
     """Read the DuckDB file (read-only: never upgrades or locks it for the target)."""
     con = duckdb.connect(str(db), read_only=True)
@@ -57,12 +67,7 @@ def test_full_then_incremental_merges_on_keys(tmp_path: Path, wh_sandbox: Sandbo
 
     # --- run 1: full load -------------------------------------------------------------
     run_pipeline(env)
-    per_project = dict(query(db, f"SELECT project_id, count(*) FROM {SCHEMA}.feedbacks GROUP BY 1"))
-    assert per_project == expected_per_project(wh_sandbox)
-    total, distinct = query(
-        db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
-    )[0]
-    assert total == distinct == sum(WAREHOUSE_COUNTS)
+    assert_feedbacks_loaded(db, wh_sandbox, sum(WAREHOUSE_COUNTS))
     assert query(db, f"SELECT count(*) FROM {SCHEMA}.projects")[0][0] == len(pids)
     for table, keys in (
         ("project_assignees", "project_id, user_id"),
@@ -97,12 +102,7 @@ def test_full_then_incremental_merges_on_keys(tmp_path: Path, wh_sandbox: Sandbo
     second_run_start = dt.datetime.now()
     run_pipeline(env)
 
-    per_project = dict(query(db, f"SELECT project_id, count(*) FROM {SCHEMA}.feedbacks GROUP BY 1"))
-    assert per_project == expected_per_project(wh_sandbox)
-    total, distinct = query(
-        db, f"SELECT count(*), count(DISTINCT feedback_id) FROM {SCHEMA}.feedbacks"
-    )[0]
-    assert total == distinct == sum(WAREHOUSE_COUNTS) + len(added), "re-sent records must merge"
+    assert_feedbacks_loaded(db, wh_sandbox, sum(WAREHOUSE_COUNTS) + len(added))
 
     current = {f["feedback_id"]: f for pid in pids for f in store.feedbacks(pid)}
     rows = query(

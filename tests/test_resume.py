@@ -116,9 +116,12 @@ def test_changes_during_the_gap_are_caught_by_the_next_run(
     config = base_config(sandbox.url, page_size=50)
     killed = run_and_kill(tmp_path, config, None, kill_after=300)
     emitted_ids = {r["feedback_id"] for r in killed.records}
-    # Change records on both sides of the cursor: read ones and not-yet-read ones.
-    read = [f for f in sandbox.store.feedbacks(project_id) if f["feedback_id"] in emitted_ids]
-    changed = sandbox.store.change_feedbacks(project_id, 20)
+    # Change records on both sides of the cursor: ten already read, ten not read yet.
+    all_ids = [f["feedback_id"] for f in sandbox.store.feedbacks(project_id)]
+    read = [fid for fid in all_ids if fid in emitted_ids][:10]
+    unread = [fid for fid in all_ids if fid not in emitted_ids][:10]
+    assert len(read) == len(unread) == 10
+    changed = sandbox.store.change_feedbacks(project_id, ids=read + unread)
     code, resumed = run_tap(tmp_path, config, state=killed.state)
     assert code == 0
     code, after = run_tap(tmp_path, config, state=resumed.state)
@@ -126,7 +129,6 @@ def test_changes_during_the_gap_are_caught_by_the_next_run(
     latest: dict[str, dict[str, t.Any]] = {}
     for record in killed.records + resumed.records["feedbacks"] + after.records["feedbacks"]:
         latest[record["feedback_id"]] = record
-    assert read
     current = {f["feedback_id"]: f for f in sandbox.store.feedbacks(project_id)}
     assert set(latest) == set(current)
     for feedback_id in changed:
