@@ -24,7 +24,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
 
-from tap_usersnap.sandbox.data import ApiError, PageRequest, SandboxStore, validation_error
+from tap_usersnap.sandbox.errors import ApiError, validation_error
+from tap_usersnap.sandbox.paging import PageRequest
+from tap_usersnap.sandbox.store import SandboxStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
