@@ -22,18 +22,20 @@ export UV_PYTHON_DOWNLOADS="${UV_PYTHON_DOWNLOADS:-never}"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# The interpreter used for the tool venvs and the project venv (3.10+).
+# The interpreter for the tool venvs and the project venv (3.11+), as its real path: a pyenv
+# shim is a different path from the interpreter uv records, and uv recreates a venv whose
+# interpreter path differs from the one it is given.
 pick_python() {
     local py
-    for py in "${PYTHON:-}" python3.11 python3.12 python3.13 python3.10 python3; do
+    for py in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
         [ -n "$py" ] || continue
         if command -v "$py" >/dev/null 2>&1 &&
-            "$py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-            command -v "$py"
+            "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            "$py" -c 'import sys; print(sys.executable)'
             return 0
         fi
     done
-    die "Python 3.10 or newer is required (set PYTHON=/path/to/python3)"
+    die "Python 3.11 or newer is required (set PYTHON=/path/to/python3)"
 }
 
 # Make `uv` available: the one on PATH, else pip --user, else a small venv in .tools.
@@ -55,11 +57,16 @@ ensure_uv() {
 }
 
 # Project venv (.venv) from uv.lock. Args: extra flags for uv sync, e.g. --all-groups.
+# A working .venv is kept whatever interpreter is first on PATH today.
 sync_project() {
     ensure_uv
     cd "$PROJECT_ROOT" || return 1
+    local python=()
+    if ! .venv/bin/python -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        python=(--python "$(pick_python)")
+    fi
     log "uv sync --frozen $*"
-    uv sync --frozen --python "$(pick_python)" "$@"
+    uv sync --quiet --frozen "${python[@]}" "$@"
 }
 
 # Meltano in its own venv; skipped when the pinned version is already there.

@@ -5,10 +5,13 @@
 #   bash scripts/demo.sh            # first run: full load; later runs: incremental
 #   bash scripts/demo.sh --reset    # forget the DuckDB file and the Meltano state first
 #
-# Needs only Python 3.10+ (and the network to PyPI on the first run). It installs uv if
-# missing, creates the project venv (uv sync), installs Meltano into .tools/meltano and the
-# plugins (meltano install), starts the sandbox API on a free port, runs the Meltano job
-# `usersnap-to-warehouse` (tap-usersnap -> target-duckdb) and prints rows per table.
+# Needs only Python 3.11+ (and the network to PyPI on the first run). It installs uv if
+# missing, the project venv without the test and lint tools (uv sync --no-dev), Meltano into
+# .tools/meltano and the plugins (meltano install); each is kept when already there. It
+# starts the sandbox API on a free port, runs the Meltano job `usersnap-to-warehouse`
+# (tap-usersnap -> target-duckdb), prints rows per table and a command to query them.
+# Output goes to output/ (DEMO_OUTPUT_DIR), the warehouse to output/warehouse.duckdb
+# (TARGET_DUCKDB_FILEPATH), Meltano's state to .meltano/meltano.db (MELTANO_DATABASE_URI).
 #
 # The sandbox restarts with the same seeded data every time, while the DuckDB file and
 # Meltano's state (.meltano/meltano.db) persist. So before every run after the first, the
@@ -26,14 +29,14 @@ RESET=0
 for arg in "$@"; do
     case "$arg" in
         --reset) RESET=1 ;;
-        -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
         *) die "unknown argument: $arg" ;;
     esac
 done
 
 cd "$PROJECT_ROOT"
 T0=$(date +%s)
-OUT_DIR="$PROJECT_ROOT/output"
+OUT_DIR="${DEMO_OUTPUT_DIR:-$PROJECT_ROOT/output}"
 DB="${TARGET_DUCKDB_FILEPATH:-$OUT_DIR/warehouse.duckdb}"
 SUMMARY_JSON="$OUT_DIR/.last_summary.json"
 LOG_DIR="$OUT_DIR/logs"
@@ -41,7 +44,8 @@ mkdir -p "$OUT_DIR" "$LOG_DIR"
 
 # 1. Tools and plugins (each step is skipped when already done).
 ensure_uv
-sync_project
+# --inexact: what `bash scripts/test.sh` added (pytest, ruff, ...) stays.
+sync_project --no-dev --inexact
 meltano_install >"$LOG_DIR/meltano-install.log" 2>&1 ||
     { tail -n 40 "$LOG_DIR/meltano-install.log" >&2; die "meltano install failed"; }
 DUCK_PY="$PROJECT_ROOT/.meltano/loaders/target-duckdb/venv/bin/python"
@@ -104,5 +108,7 @@ else
     echo "duplicated) and the small full-table streams. 'change' is the row-count difference"
     echo "(0 when the sandbox re-adds the same seeded feedbacks as in an earlier run)."
 fi
-echo "Query it:  $DUCK_PY -c \"import duckdb; print(duckdb.connect('$DB', read_only=True).sql('FROM usersnap.feedbacks LIMIT 5'))\""
+query="bash scripts/query.sh \"FROM usersnap.feedbacks LIMIT 5\""
+[ "$DB" = "$PROJECT_ROOT/output/warehouse.duckdb" ] || query="TARGET_DUCKDB_FILEPATH='$DB' $query"
+echo "Query it:  $query"
 log "demo done in $(( $(date +%s) - T0 ))s"
