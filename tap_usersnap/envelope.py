@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import typing as t
+from urllib.parse import urlsplit
+
+from tap_usersnap.nul import ESCAPED_NUL, replace_nul
 
 if t.TYPE_CHECKING:
     import requests
 
 _PAYLOAD_ATTR = "_usersnap_payload"
+logger = logging.getLogger(__name__)
 
 
 class MalformedResponseError(ValueError):
@@ -28,6 +33,15 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
     except ValueError as exc:
         msg = f"response body is not valid JSON ({len(response.content)} bytes)"
         raise MalformedResponseError(msg) from exc
+    if ESCAPED_NUL in response.content:
+        body, count = replace_nul(body)
+        if count:
+            logger.warning(
+                "Replaced %d NUL character(s) with U+FFFD in the response of %s "
+                "(PostgreSQL cannot store NUL)",
+                count,
+                urlsplit(response.url).path,
+            )
     if not isinstance(body, dict) or body.get("status") is not True:
         msg = f"response is not a successful envelope: {describe_error(body)}"
         raise MalformedResponseError(msg)

@@ -6,6 +6,7 @@ import typing as t
 
 import pytest
 
+from tap_usersnap.nul import replace_nul
 from tap_usersnap.sandbox import SandboxStore
 from tap_usersnap.writer import replace_lone_surrogates
 from tests.helpers import assert_records_match_schemas, base_config, sandbox_feedbacks, sync
@@ -77,10 +78,11 @@ def test_awkward_records_arrive_whole(awkward_sandbox: Sandbox, caplog: pytest.L
                 expected = {k: v for k, v in original["client"].items() if k != "device_memory_gb"}
                 assert record["client"] == expected
             else:
-                assert record.get(key) == replace_lone_surrogates(original.get(key)), key
+                expected, _ = replace_nul(replace_lone_surrogates(original.get(key)))
+                assert record.get(key) == expected, key
         assert "field_from_the_future" not in record
     assert any(r["custom_data"] == HUGE_CUSTOM_DATA for r in emitted.values())
-    repaired = UNUSUAL_TEXT.replace("\ud83d", "\ufffd")
+    repaired = UNUSUAL_TEXT.replace("\ud83d", "\ufffd").replace("\u0000", "\ufffd")
     assert any(
         (r["ordered_inputs"] or [{}])[0].get("text_value") == repaired for r in emitted.values()
     )
@@ -93,3 +95,4 @@ def test_awkward_records_through_the_command(awkward_sandbox: Sandbox, tmp_path)
     assert code == 0, result.stderr[-2000:]
     assert len(result.ids()) == len(sandbox_feedbacks(awkward_sandbox))
     assert "Replaced unpaired UTF-16 surrogates" in result.stderr
+    assert "NUL character(s) with U+FFFD" in result.stderr

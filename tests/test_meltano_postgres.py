@@ -18,6 +18,7 @@ import typing as t
 import uuid
 from pathlib import Path
 
+import duckdb
 import psycopg
 import pytest
 from psycopg import sql
@@ -194,3 +195,47 @@ def test_full_then_incremental_upserts(
         0
     ][0]
     assert len(changed) + len(added) <= rewritten < len(changed) + len(added) + 30
+
+
+def test_nul_characters_load_into_postgres_and_duckdb(
+    tmp_path: Path, wh_sandbox: Sandbox, pg_dsn: str, pg_schema: str
+) -> None:
+    """One NUL in any text used to fail every later run: 0 rows, no state. It becomes U+FFFD."""
+    store = wh_sandbox.store
+    project = store.projects()[0]
+    fid = store.submit(
+        project["api_key"],
+        {
+            "visitor": "nul\x00@example.com",  # a top-level column
+            "comment": "before\x00after",  # nested: ordered_inputs[0].text_value (jsonb)
+            "client": {"url": "https://example.com/\x00"},  # one level down (jsonb)
+        },
+    )
+    env = meltano_env(
+        wh_sandbox, tmp_path, **pg_env(pg_dsn), TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema
+    )
+    fb = f'"{pg_schema}".feedbacks'
+
+    meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
+    assert dict(fetch(pg_dsn, f"SELECT project_id, count(*) FROM {fb} GROUP BY 1")) == (
+        expected_per_project(wh_sandbox)
+    )
+    assert fetch(
+        pg_dsn,
+        f"SELECT email, ordered_inputs[1]->>'text_value', client->>'url' FROM {fb} "
+        "WHERE feedback_id = %s",
+        (fid,),
+    ) == [("nul\ufffd@example.com", "before\ufffdafter", "https://example.com/\ufffd")]
+    partitions = meltano_state(env, "target-postgres")["singer_state"]["bookmarks"]["feedbacks"]
+    assert len(partitions["partitions"]) == len(store.project_ids())
+
+    db = tmp_path / "warehouse.duckdb"
+    duck_env = meltano_env(wh_sandbox, tmp_path / "duck", TARGET_DUCKDB_FILEPATH=str(db))
+    (tmp_path / "duck").mkdir()
+    meltano(["--environment=sandbox", "run", "usersnap-to-warehouse"], duck_env)
+    with duckdb.connect(str(db), read_only=True) as con:
+        loaded = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE email = ?) FROM usersnap.feedbacks",
+            ["nul\ufffd@example.com"],
+        ).fetchone()
+    assert loaded == (sum(expected_per_project(wh_sandbox).values()), 1)
