@@ -74,16 +74,6 @@ def test_cli_wrong_secret_exits_non_zero_with_one_clear_line(tmp_path: Path, san
     assert len(sandbox.requests) == 1
 
 
-def test_about_lists_every_setting(tmp_path: Path):
-    from tap_usersnap.tap import TapUsersnap
-
-    code, _ = run_tap(tmp_path, {}, "--about", "--format=markdown")
-    assert code == 0
-    settings = TapUsersnap.config_jsonschema["properties"]
-    for name in ("jwt_id", "jwt_secret", "api_url", "project_ids", "start_date", "page_size"):
-        assert name in settings
-
-
 @pytest.mark.parametrize(
     "state_text",
     [

@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 import typing as t
 from pathlib import Path
 
@@ -32,20 +33,52 @@ def tap_about() -> dict[str, t.Any]:
     return json.loads(out)
 
 
-def test_extractor_declares_every_tap_setting() -> None:
+def test_about_lists_every_setting() -> None:
+    """meltano.yml and the Hub definition declare what the installed command reports."""
     about = tap_about()
     props = about["settings"]["properties"]
     declared = {s["name"]: s for s in plugin("extractors", "tap-usersnap")["settings"]}
-    assert set(declared) == set(props)
+    hub = next((ROOT / "plugin" / "extractors").glob("tap-usersnap--*.yml"))
+    hub_definition = yaml.safe_load(hub.read_text(encoding="utf-8"))
+    hub_settings = {s["name"]: s for s in hub_definition["settings"]}
+    assert set(declared) == set(props) == set(hub_settings)
     for name, schema in props.items():
         setting = declared[name]
         assert bool(setting.get("sensitive")) == bool(schema.get("secret")), name
+        assert bool(hub_settings[name].get("sensitive")) == bool(schema.get("secret")), name
         if schema.get("default") is not None:
             assert setting.get("value") == schema["default"], name
+        # The Hub's `password` is meltano.yml's `string` + `sensitive: true`.
+        hub_kind = hub_settings[name]["kind"]
+        assert setting["kind"] == ("string" if hub_kind == "password" else hub_kind), name
+    assert hub_settings["jwt_secret"] == {**hub_settings["jwt_secret"], "kind": "password"}
     required = set(about["settings"].get("required", []))
     groups = plugin("extractors", "tap-usersnap")["settings_group_validation"]
-    assert required == set(groups[0])
+    assert required == set(groups[0]) == {"jwt_id", "jwt_secret"}
     assert set(plugin("extractors", "tap-usersnap")["capabilities"]) == set(about["capabilities"])
+
+
+def test_hub_definition_and_readme_settings_are_generated_from_about() -> None:
+    proc = subprocess.run(
+        [sys.executable, "scripts/generate_from_about.py", "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_release_version_is_in_the_changelog() -> None:
+    """The release step: one version in pyproject, the CHANGELOG and `--about`."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"][
+        "version"
+    ]
+    changelog = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert re.search(rf"^## \[{re.escape(version)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    assert "## [Unreleased]" in changelog
+    assert tap_about()["version"] == version
 
 
 def test_loaders_are_pinned() -> None:
