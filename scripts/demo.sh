@@ -29,7 +29,7 @@ RESET=0
 for arg in "$@"; do
     case "$arg" in
         --reset) RESET=1 ;;
-        -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) die "unknown argument: $arg" ;;
     esac
 done
