@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import typing as t
 
 import pytest
@@ -29,6 +30,7 @@ def distort(record: dict[str, t.Any]) -> dict[str, t.Any]:
     if kind == 0:
         record["field_from_the_future"] = {"nested": [1, 2, {"x": None}]}
         record["client"] = {**(record["client"] or {}), "device_memory_gb": 8}
+        record["custom_data"] = {"pasted\x00key": ["a\x00b"]}
     elif kind == 1:
         for key in ("public_link", "status_type", "priority", "email", "assignee_id"):
             record[key] = None
@@ -82,6 +84,9 @@ def test_awkward_records_arrive_whole(awkward_sandbox: Sandbox, caplog: pytest.L
                 assert record.get(key) == expected, key
         assert "field_from_the_future" not in record
     assert any(r["custom_data"] == HUGE_CUSTOM_DATA for r in emitted.values())
+    # PostgreSQL can store a NUL nowhere: none reaches the target, in keys or in values.
+    assert not [fid for fid, r in emitted.items() if "\x00" in json.dumps(r, ensure_ascii=False)]
+    assert any(r["custom_data"] == {"pasted\ufffdkey": ["a\ufffdb"]} for r in emitted.values())
     repaired = UNUSUAL_TEXT.replace("\ud83d", "\ufffd").replace("\u0000", "\ufffd")
     assert any(
         (r["ordered_inputs"] or [{}])[0].get("text_value") == repaired for r in emitted.values()
