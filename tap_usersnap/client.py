@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import backoff
 import requests
 from singer_sdk import RESTStream
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_usersnap.envelope import (
@@ -60,7 +60,8 @@ RETRIED_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-# The SDK logs this at ERROR for any failure of a stream; the CLI reports an expected one.
+# The SDK logs this at ERROR for any exception leaving a stream, even for the ends of
+# its own dry run (``--test``); the CLI reports an expected failure itself, once.
 _SDK_SYNC_FAILURE = "An unhandled error occurred while syncing"
 
 
@@ -94,13 +95,13 @@ class SharedByStreams(t.Protocol):
 
 
 class _ReportedByTheCLI(logging.Filter):
-    """Drops the SDK's "unhandled error" line for an expected failure: the CLI reports it once."""
+    """Drops the SDK's "unhandled error" line for an expected failure or a dry run's end."""
 
     @override
     def filter(self, record: logging.LogRecord) -> bool:
         return not (
             str(record.msg).startswith(_SDK_SYNC_FAILURE)
-            and isinstance(sys.exc_info()[1], UsersnapError)
+            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal)
         )
 
 

@@ -241,3 +241,16 @@ def test_malformed_state_fails_naming_it_before_any_request(
     assert done.returncode != 0
     assert "Invalid value for '--state'" in done.stderr
     assert sandbox.requests == []
+
+
+def test_cli_connection_test_checks_the_credentials_quietly(tmp_path: Path, sandbox: Sandbox):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(base_config(sandbox.url)), encoding="utf-8")
+    done = run_command("--config", str(config_file), "--test")
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "ERROR" in line] == []
+    wrong = {**base_config(sandbox.url), "jwt_secret": "a-wrong-secret-that-is-long-enough-0123"}
+    config_file.write_text(json.dumps(wrong), encoding="utf-8")
+    done = run_command("--config", str(config_file), "--test")
+    assert done.returncode == 1
+    assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)
