@@ -240,25 +240,30 @@ class UsersnapStream(RESTStream[t.Any]):
 
         return request
 
-    def exhausted_message(self, exc: BaseException) -> str:
-        """The cause of a request's last failure, and what to check."""
+    def failure_cause(self, exc: BaseException) -> str:
+        """A request's failure in a few words: what failed, where."""
         request = getattr(exc, "request", None)
         where = origin(getattr(request, "url", None) or self.url_base)
         if refused := connect_failure(exc):
-            return (
-                f"Cannot connect to {where} ({refused.strerror or refused}): check the "
-                "setting api_url and that the host is reachable"
-            )
+            return f"cannot connect to {where} ({refused.strerror or refused})"
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"no answer from {where} within request_timeout ({self.timeout} s)"
+        if isinstance(exc, RetriableAPIError):
+            return str(exc)
+        return f"the connection to {where} broke off ({type(exc).__name__})"
+
+    def exhausted_message(self, exc: BaseException) -> str:
+        """The cause of a request's last failure, and what to check."""
+        cause = self.failure_cause(exc)
+        cause = cause[0].upper() + cause[1:]
+        if connect_failure(exc):
+            return f"{cause}: check the setting api_url and that the host is reachable"
         tries = f"{self.config['max_retries']} retries (max_retries)"
         if isinstance(exc, requests.exceptions.Timeout):
             return (
-                f"No answer from {where} within request_timeout ({self.timeout} s), after "
-                f"{tries}: check the network and the setting api_url, or raise request_timeout"
+                f"{cause}, after {tries}: check the network and the setting api_url, "
+                "or raise request_timeout"
             )
-        if isinstance(exc, RetriableAPIError):
-            cause = str(exc)
-        else:
-            cause = f"The connection to {where} kept breaking ({type(exc).__name__})"
         return (
             f"{cause}, still after {tries}: check the setting api_url and Usersnap's status, "
             "then run again (the run resumes from its last state)"
@@ -298,9 +303,9 @@ class UsersnapStream(RESTStream[t.Any]):
     @override
     def backoff_handler(self, details: t.Any) -> None:
         self.logger.warning(
-            "Retrying in %.1f s (attempt %d of %d) after: %s",
+            "Retrying in %.1f s (retry %d of at most %d) after: %s",
             details.get("wait", 0.0),
             details.get("tries", 0),
-            self.backoff_max_tries(),
-            details.get("exception"),
+            self.backoff_max_tries() - 1,
+            self.failure_cause(details["exception"]),
         )

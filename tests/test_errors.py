@@ -163,7 +163,7 @@ def test_request_timeout_cuts_a_hung_request_and_retries_it(
     sandbox.faults.hang_every_n = 3
     result = sync(base_config(sandbox.url, page_size=10, request_timeout=1, max_concurrency=1))
     assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
-    timeouts = [r for r in caplog.records if "Read timed out" in r.getMessage()]
+    timeouts = [r for r in caplog.records if "within request_timeout (1 s)" in r.getMessage()]
     assert len(timeouts) == sandbox.fired["hang_every_n"] > 0
 
 
