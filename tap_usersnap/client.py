@@ -81,17 +81,10 @@ class RetriesExhaustedError(UsersnapError):
 class SharedByStreams(t.Protocol):
     """What the tap holds once for all streams and workers."""
 
-    @property
-    def authenticator(self) -> UsersnapJWTAuthenticator: ...  # noqa: D102
-
-    @property
-    def rate_limit_gate(self) -> RateLimitGate: ...  # noqa: D102
-
-    @property
-    def http_session(self) -> requests.Session: ...  # noqa: D102
-
-    @property
-    def prefetcher(self) -> Prefetcher: ...  # noqa: D102
+    authenticator: UsersnapJWTAuthenticator
+    rate_limit_gate: RateLimitGate
+    http_session: requests.Session
+    prefetcher: Prefetcher
 
 
 class _ReportedByTheCLI(logging.Filter):
