@@ -14,6 +14,7 @@ import sys
 import typing as t
 from pathlib import Path
 
+import click
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_usersnap.errors import UsersnapError
@@ -22,9 +23,6 @@ if sys.version_info >= (3, 12):
     from typing import override
 else:
     from typing_extensions import override
-
-if t.TYPE_CHECKING:
-    import click
 
 
 class ConfigError(UsersnapError):
@@ -45,6 +43,14 @@ class UsersnapCommand(SingerCommand):
             context_settings=command.context_settings,
             logger=logger,
         )
+
+    @override
+    def invoke(self, ctx: click.Context) -> t.Any:
+        """An input the tap refuses with click's exception (``--state``) is one line too."""
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            raise UsersnapError(exc.format_message()) from None
 
     @override
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:

@@ -238,8 +238,8 @@ def test_malformed_state_fails_naming_it_before_any_request(
         timeout=120,
         check=False,
     )
-    assert done.returncode != 0
-    assert "Invalid value for '--state'" in done.stderr
+    assert done.returncode == 1
+    assert "Invalid value for '--state'" in the_one_error_line(done.stderr)
     assert sandbox.requests == []
 
 
