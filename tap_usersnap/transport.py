@@ -89,7 +89,8 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
     where = origin(exc.request.url if exc.request is not None else None)
     if untrusted := find_cause(exc, ssl.SSLCertVerificationError):
         return TLSVerificationError(
-            f"The TLS certificate of {where} is not trusted ({untrusted.verify_message}): "
+            f"The TLS certificate of {where} is not trusted "
+            f"({untrusted.verify_message or untrusted.reason}): "
             f"check the setting api_url, and that {CA_BUNDLE_VARIABLES}, if set, names a "
             "CA bundle that signs it"
         )
