@@ -51,6 +51,7 @@ FIRST_RETRY_WAIT_SECONDS = 0.5
 # Retries of a connection that cannot be opened (refused, unreachable): a restarting
 # server is back within seconds; a wrong api_url never is.
 CONNECT_RETRIES = 3
+PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
 # What the SDK's RESTStream.request_decorator retries.
 RETRIED_ERRORS = (
     ConnectionResetError,
@@ -238,6 +239,8 @@ class UsersnapStream(RESTStream[t.Any]):
         request = getattr(exc, "request", None)
         where = origin(getattr(request, "url", None) or self.url_base)
         if refused := connect_failure(exc):
+            if isinstance(exc, requests.exceptions.ProxyError):
+                return f"cannot reach the proxy for {where} ({refused.strerror or refused})"
             return f"cannot connect to {where} ({refused.strerror or refused})"
         if isinstance(exc, requests.exceptions.Timeout):
             return f"no answer from {where} within request_timeout ({self.timeout} s)"
@@ -249,6 +252,8 @@ class UsersnapStream(RESTStream[t.Any]):
         """The cause of a request's last failure, and what to check."""
         cause = self.failure_cause(exc)
         cause = cause[0].upper() + cause[1:]
+        if isinstance(exc, requests.exceptions.ProxyError):
+            return f"{cause}: check {PROXY_VARIABLES} in the environment"
         if connect_failure(exc):
             return f"{cause}: check the setting api_url and that the host is reachable"
         tries = f"{self.config['max_retries']} retries (max_retries)"

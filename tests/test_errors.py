@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 import typing as t
@@ -235,3 +236,20 @@ def test_a_project_without_api_key_skips_its_lists_with_a_warning(
         assert list(tap.streams[name].get_records({"project_id": "p", "api_key": None})) == []
     assert "has no api_key" in caplog.text
     assert sandbox.requests == []
+
+
+def test_proxies_come_from_the_environment_with_no_proxy_honoured(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    with socket.socket() as probe:  # a proxy address nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with pytest.raises(RetriesExhaustedError, match=r"proxy .*HTTP_PROXY"):
+        sync(base_config(sandbox.url, max_concurrency=1))
+    assert sandbox.requests == []  # every request went to the proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    result = sync(base_config(sandbox.url, max_concurrency=1))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
