@@ -300,10 +300,11 @@ class UsersnapStream(RESTStream[t.Any]):
 
     @override
     def backoff_handler(self, details: t.Any) -> None:
+        exc = details["exception"]
         self.logger.warning(
             "Retrying in %.1f s (retry %d of at most %d) after: %s",
-            details.get("wait", 0.0),
-            details.get("tries", 0),
-            self.backoff_max_tries() - 1,
-            self.failure_cause(details["exception"]),
+            details["wait"],
+            details["tries"],
+            CONNECT_RETRIES if connect_failure(exc) else self.backoff_max_tries() - 1,
+            self.failure_cause(exc),
         )
