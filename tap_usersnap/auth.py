@@ -21,7 +21,6 @@ if t.TYPE_CHECKING:
 # Usersnap verifies HS256 only; HS512 and "none" are rejected by design.
 JWT_ALGORITHM = "HS256"
 MAX_LIFETIME_SECONDS = 3600
-MAX_LIFETIME_SECONDS = 3600
 
 
 class UsersnapJWTAuthenticator(APIAuthenticatorBase):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
 import random
 import sys
-import threading
-import time
 import typing as t
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -14,13 +14,22 @@ from functools import cached_property
 from http import HTTPStatus
 from urllib.parse import urlparse
 
-from requests.adapters import HTTPAdapter
+import backoff
+import requests
 from singer_sdk import RESTStream
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
-from tap_usersnap.envelope import MalformedResponseError, describe_error, error_envelope, payload
+from tap_usersnap.envelope import (
+    MalformedResponseError,
+    check_page,
+    describe_error,
+    error_envelope,
+    payload,
+)
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.projection import Projection
+from tap_usersnap.transport import connect_failure, origin
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -30,18 +39,34 @@ else:
 if t.TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable
 
-    import requests
     from singer_sdk.helpers.types import Context, Record
 
     from tap_usersnap.auth import UsersnapJWTAuthenticator
-    from tap_usersnap.tap import TapUsersnap
+    from tap_usersnap.prefetch import Prefetcher
+    from tap_usersnap.transport import RateLimitGate
 
-# A single retry never waits longer than this, whatever Retry-After asks for.
+# A single retry never waits longer than this, jitter included, whatever Retry-After asks for.
 MAX_RETRY_WAIT_SECONDS = 60.0
 FIRST_RETRY_WAIT_SECONDS = 0.5
+# Retries of a connection that cannot be opened (refused, unreachable): a restarting
+# server is back within seconds; a wrong api_url never is.
+CONNECT_RETRIES = 3
+PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
+# What the SDK's RESTStream.request_decorator retries.
+RETRIED_ERRORS = (
+    ConnectionResetError,
+    RetriableAPIError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+# The SDK logs this at ERROR for any exception leaving a stream, even for the ends of
+# its own dry run (``--test``); the CLI reports an expected failure itself, once.
+_SDK_SYNC_FAILURE = "An unhandled error occurred while syncing"
 
 
-class UsersnapAPIError(FatalAPIError):
+class UsersnapAPIError(UsersnapError, FatalAPIError):
     """A non-retryable API error, carrying what the caller needs to decide on a fallback."""
 
     def __init__(self, message: str, *, status: int, errortype: str | None) -> None:
@@ -50,38 +75,31 @@ class UsersnapAPIError(FatalAPIError):
         self.errortype = errortype
 
 
-class RateLimitGate:
-    """A pause shared by every request of the tap, so one 429 slows all workers down."""
-
-    def __init__(self, clock: t.Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._resume_at = 0.0
-        self._lock = threading.Lock()
-
-    def pause(self, seconds: float) -> None:
-        """Hold every request for at least ``seconds`` from now."""
-        with self._lock:
-            self._resume_at = max(self._resume_at, self._clock() + seconds)
-
-    def wait(self) -> None:
-        """Block until the shared pause, if any, is over."""
-        while (delay := self._resume_at - self._clock()) > 0:
-            time.sleep(delay)
+class RetriesExhaustedError(UsersnapError):
+    """A request that failed on every try: the API or the network did not recover."""
 
 
-class GatedHTTPAdapter(HTTPAdapter):
-    """Sends through the shared rate-limit gate."""
+class SharedByStreams(t.Protocol):
+    """What the tap holds once for all streams and workers."""
 
-    def __init__(self, gate: RateLimitGate, pool_size: int) -> None:
-        super().__init__(pool_connections=pool_size, pool_maxsize=pool_size)
-        self.gate = gate
+    authenticator: UsersnapJWTAuthenticator
+    rate_limit_gate: RateLimitGate
+    http_session: requests.Session
+    prefetcher: Prefetcher
+
+
+class _ReportedByTheCLI(logging.Filter):
+    """Drops the SDK's "unhandled error" line for an expected failure or a dry run's end."""
 
     @override
-    def send(
-        self, request: requests.PreparedRequest, *args: t.Any, **kwargs: t.Any
-    ) -> requests.Response:
-        self.gate.wait()
-        return super().send(request, *args, **kwargs)
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            str(record.msg).startswith(_SDK_SYNC_FAILURE)
+            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal)
+        )
+
+
+_REPORTED_BY_THE_CLI = _ReportedByTheCLI()
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -105,11 +123,18 @@ class UsersnapStream(RESTStream[t.Any]):
 
     #: Key of the record list inside the envelope's ``data``.
     records_key: str
+    #: Other members ``data`` must hold, and their types, for a page to count: a page
+    #: without them is malformed (retried), never taken for an empty last page.
+    page_members: t.ClassVar[dict[str, type]] = {}
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.logger.addFilter(_REPORTED_BY_THE_CLI)
 
     @property
-    def usersnap_tap(self) -> TapUsersnap:
+    def usersnap_tap(self) -> SharedByStreams:
         """The tap, typed: it owns the objects every stream shares."""
-        return t.cast("TapUsersnap", self._tap)
+        return t.cast("SharedByStreams", self._tap)
 
     @override
     @property
@@ -166,7 +191,7 @@ class UsersnapStream(RESTStream[t.Any]):
         where = f"{response.request.method} {urlparse(response.url).path}"
         if status < HTTPStatus.BAD_REQUEST:
             try:
-                payload(response)
+                check_page(payload(response), self.records_key, self.page_members)
             except MalformedResponseError as exc:
                 raise RetriableAPIError(f"{exc} for {where}", response) from exc
             return
@@ -185,15 +210,81 @@ class UsersnapStream(RESTStream[t.Any]):
         raise UsersnapAPIError(msg, status=status, errortype=errortype)
 
     @override
+    def request_decorator(self, func: Callable[..., t.Any]) -> Callable[..., t.Any]:
+        """The SDK's retries, each logged once (``backoff_handler``; backoff's own log is off).
+
+        A request that fails on every try ends as one ``RetriesExhaustedError`` naming
+        its cause and what to check.
+        """
+        retried = backoff.on_exception(
+            self.backoff_wait_generator,
+            RETRIED_ERRORS,
+            max_tries=self.backoff_max_tries,
+            on_backoff=self.backoff_handler,
+            jitter=self.backoff_jitter,
+            logger=None,
+        )(func)
+
+        @functools.wraps(func)
+        def request(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            try:
+                return retried(*args, **kwargs)
+            except RETRIED_ERRORS as exc:
+                raise RetriesExhaustedError(self.exhausted_message(exc)) from exc
+
+        return request
+
+    def failure_cause(self, exc: BaseException) -> str:
+        """A request's failure in a few words: what failed, where."""
+        request = getattr(exc, "request", None)
+        where = origin(getattr(request, "url", None) or self.url_base)
+        if refused := connect_failure(exc):
+            if isinstance(exc, requests.exceptions.ProxyError):
+                return f"cannot reach the proxy for {where} ({refused.strerror or refused})"
+            return f"cannot connect to {where} ({refused.strerror or refused})"
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"no answer from {where} within request_timeout ({self.timeout} s)"
+        if isinstance(exc, RetriableAPIError):
+            return str(exc)
+        return f"the connection to {where} broke off ({type(exc).__name__})"
+
+    def exhausted_message(self, exc: BaseException) -> str:
+        """The cause of a request's last failure, and what to check."""
+        cause = self.failure_cause(exc)
+        cause = cause[0].upper() + cause[1:]
+        if isinstance(exc, requests.exceptions.ProxyError):
+            return f"{cause}: check {PROXY_VARIABLES} in the environment"
+        if connect_failure(exc):
+            return f"{cause}: check the setting api_url and that the host is reachable"
+        tries = f"{self.config['max_retries']} retries (max_retries)"
+        if isinstance(exc, requests.exceptions.Timeout):
+            return (
+                f"{cause}, after {tries}: check the network and the setting api_url, "
+                "or raise request_timeout"
+            )
+        return (
+            f"{cause}, still after {tries}: check the setting api_url and Usersnap's status, "
+            "then run again (the run resumes from its last state)"
+        )
+
+    @override
     def backoff_wait_generator(self) -> Generator[float, t.Any, None]:
-        """Exponential waits, or what ``Retry-After`` asks for; a 429 pauses every worker."""
+        """Exponential waits, longer if ``Retry-After`` asks; a 429 pauses every worker.
+
+        ``Retry-After`` can only lengthen a wait (``0`` or a past date would otherwise
+        remove the backoff). A connection that cannot be opened gets a few quick retries:
+        then the generator ends, and backoff gives up.
+        """
         exception = yield  # type: ignore[misc]
+        connect_failures = 0
         for attempt in itertools.count():
+            if connect_failure(exception):
+                connect_failures += 1
+                if connect_failures > CONNECT_RETRIES:
+                    return
             response = getattr(exception, "response", None)
-            wait = retry_after_seconds(response)
-            if wait is None:
-                wait = FIRST_RETRY_WAIT_SECONDS * 2**attempt
-            wait = min(wait, MAX_RETRY_WAIT_SECONDS)
+            wait = FIRST_RETRY_WAIT_SECONDS * 2**attempt
+            wait = min(max(wait, retry_after_seconds(response) or 0.0), MAX_RETRY_WAIT_SECONDS)
             if response is not None and response.status_code == HTTPStatus.TOO_MANY_REQUESTS:
                 self.usersnap_tap.rate_limit_gate.pause(wait)
             exception = yield wait
@@ -204,15 +295,16 @@ class UsersnapStream(RESTStream[t.Any]):
 
     @override
     def backoff_jitter(self, value: float) -> float:
-        """Up to a quarter more than asked, never less (Retry-After is a minimum)."""
-        return value * (1 + random.random() / 4)
+        """Up to a quarter more than asked, never less (Retry-After is a minimum), capped."""
+        return min(value * (1 + random.random() / 4), MAX_RETRY_WAIT_SECONDS)
 
     @override
     def backoff_handler(self, details: t.Any) -> None:
+        exc = details["exception"]
         self.logger.warning(
-            "Retrying in %.1f s (attempt %d of %d) after: %s",
-            details.get("wait", 0.0),
-            details.get("tries", 0),
-            self.backoff_max_tries(),
-            details.get("exception"),
+            "Retrying in %.1f s (retry %d of at most %d) after: %s",
+            details["wait"],
+            details["tries"],
+            CONNECT_RETRIES if connect_failure(exc) else self.backoff_max_tries() - 1,
+            self.failure_cause(exc),
         )

@@ -53,6 +53,33 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
     return data
 
 
+def check_page(data: dict[str, t.Any], records_key: str, members: dict[str, type]) -> None:
+    """Accept ``data`` only in the documented shape of a page.
+
+    Raises:
+        MalformedResponseError: if the record list or a member is missing or of the wrong
+            type, or ``has_more`` promises a page that ``next.after`` does not lead to.
+    """
+    records = data.get(records_key)
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        msg = f"'data.{records_key}' is not a list of objects"
+        raise MalformedResponseError(msg)
+    for name, kind in members.items():
+        if not isinstance(data.get(name), kind):
+            msg = f"'data.{name}' is not a {kind.__name__}"
+            raise MalformedResponseError(msg)
+    if "has_more" in members and data["has_more"] and not next_cursor(data):
+        msg = "'data.has_more' is true, but 'data.next.after' is no cursor"
+        raise MalformedResponseError(msg)
+
+
+def next_cursor(data: dict[str, t.Any]) -> str | None:
+    """The ``after`` cursor of the next page, if ``data`` names one."""
+    next_page = data.get("next")
+    after = next_page.get("after") if isinstance(next_page, dict) else None
+    return after if isinstance(after, str) and after else None
+
+
 def describe_error(body: object) -> str:
     """Summarise an error envelope as ``ERRORTYPE: msg``, tolerating any body."""
     if not isinstance(body, dict):

@@ -7,7 +7,7 @@ import typing as t
 
 from singer_sdk.pagination import BaseAPIPaginator
 
-from tap_usersnap.envelope import payload
+from tap_usersnap.envelope import next_cursor, payload
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -27,5 +27,4 @@ class FeedbackCursorPaginator(BaseAPIPaginator["str | None"]):
 
     @override
     def get_next(self, response: requests.Response) -> str | None:
-        next_page = payload(response).get("next") or {}
-        return next_page.get("after")
+        return next_cursor(payload(response))

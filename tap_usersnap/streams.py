@@ -177,6 +177,7 @@ class FeedbacksStream(UsersnapStream):
     replication_key = "updated_at"
     schema = StreamSchema(SCHEMAS)
     records_key = "feedbacks"
+    page_members: t.ClassVar[dict[str, type]] = {"has_more": bool}
     path = "/projects/{project_id}/feedbacks"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:

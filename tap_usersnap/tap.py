@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 import typing as t
 from functools import cached_property
 
 import click
-import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
-from tap_usersnap.client import GatedHTTPAdapter, RateLimitGate
+from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.streams import (
     FeedbacksStream,
@@ -25,7 +23,11 @@ from tap_usersnap.streams import (
     ProjectsStream,
     normalize_timestamp,
 )
+from tap_usersnap.transport import RateLimitGate, shared_session
 from tap_usersnap.writer import UsersnapMessageWriter
+
+if t.TYPE_CHECKING:
+    import requests
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -189,10 +191,28 @@ class TapUsersnap(Tap):
             state = io.StringIO(text)
         super().invoke(state=state, **kwargs)
 
+    @override
+    @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, reporting an expected failure as one line (see ``cli``)."""
+        return UsersnapCommand.of(super().get_singer_command(), logger=cls.logger)
+
+    @override
+    @classmethod
+    def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
+        """Name a config file that is missing or not JSON (the SDK names neither)."""
+        for path in value:
+            if path != "ENV":
+                check_config_file(path)
+        return super().cb_config(ctx, param, value)
+
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except ConfigValidationError as exc:
+            raise config_error(exc.errors, self.config_jsonschema) from None
         if errors := self._semantic_config_errors():
-            raise ConfigValidationError("Config validation failed", errors=errors)
+            raise config_error(errors, self.config_jsonschema)
 
     def _semantic_config_errors(self) -> list[str]:
         """What JSON Schema cannot check: a start_date that matches the pattern but is no date."""
@@ -238,21 +258,13 @@ class TapUsersnap(Tap):
 
     @cached_property
     def http_session(self) -> requests.Session:
-        """One connection pool, sized for the concurrent workers, behind the 429 gate.
-
-        Proxy and CA-bundle variables are read once here: requests would otherwise scan
-        the whole environment on every request.
-        """
-        session = requests.Session()
-        session.proxies = requests.utils.get_environ_proxies(self.config["api_url"])
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-            "CURL_CA_BUNDLE", True
+        """One connection pool, sized for the concurrent workers, behind the 429 gate."""
+        return shared_session(
+            self.config["api_url"],
+            self.rate_limit_gate,
+            self.authenticator,
+            pool_size=self.prefetcher.workers,
         )
-        session.trust_env = False
-        adapter = GatedHTTPAdapter(self.rate_limit_gate, pool_size=self.prefetcher.workers)
-        session.mount("https://", adapter)
-        session.mount("http://", adapter)
-        return session
 
 
 if __name__ == "__main__":

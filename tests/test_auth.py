@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import ssl
+import subprocess
+import typing as t
 
 import jwt
 import pytest
@@ -10,6 +12,9 @@ import requests
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tests.helpers import JWT_ID, JWT_SECRET
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
 
 
 class FakeClock:
@@ -100,9 +105,89 @@ def test_tokens_expiring_mid_sync_are_reminted(make_sandbox):
     assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
 
 
-def test_tls_verification_stays_on():
-    from tap_usersnap.tap import TapUsersnap
+def test_a_request_held_in_a_429_pause_leaves_with_a_fresh_token(make_sandbox):
+    from singer_sdk.exceptions import RetriableAPIError
 
-    tap = TapUsersnap(config={"jwt_id": JWT_ID, "jwt_secret": JWT_SECRET}, parse_env_config=False)
-    assert tap.config["api_url"].startswith("https://")
-    assert tap.http_session.verify is True or os.path.isfile(tap.http_session.verify)
+    from tap_usersnap.tap import TapUsersnap
+    from tests.helpers import base_config
+
+    # Tokens live 5 s (the sandbox refuses longer ones); the pause lasts 6 s.
+    sandbox = make_sandbox(max_token_lifetime=5, projects=2, feedbacks_per_project=[1, 1])
+    tap = TapUsersnap(
+        config=base_config(sandbox.url, jwt_lifetime_seconds=5), parse_env_config=False
+    )
+    stream = tap.streams["projects"]
+    rate_limited = requests.Response()
+    rate_limited.status_code = 429
+    rate_limited.headers["Retry-After"] = "6"
+    waits = stream.backoff_wait_generator()
+    next(waits)
+    assert waits.send(RetriableAPIError("429", rate_limited)) == 6  # another worker's 429
+    projects = list(stream.request_records(None))  # signed now, then held at the gate
+    assert len(projects) == 2
+    assert sandbox.auth_failures == 0
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_sandbox(make_sandbox, self_signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch):
+    """A sandbox served over HTTPS with the self-signed certificate, no CA variables set."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed)
+    return make_sandbox(tls=context, projects=1, feedbacks_per_project=[5])
+
+
+@pytest.mark.parametrize(
+    "environment",
+    [
+        pytest.param({}, id="no-ca-variables"),
+        pytest.param({"CURL_CA_BUNDLE": ""}, id="empty-CURL_CA_BUNDLE"),
+        pytest.param({"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": ""}, id="both-empty"),
+    ],
+)
+def test_an_untrusted_certificate_fails_at_once_naming_what_to_check(
+    tls_sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    environment: dict[str, str],
+):
+    from tap_usersnap.transport import TLSVerificationError
+    from tests.helpers import base_config, sync
+
+    for variable, value in environment.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(
+        TLSVerificationError, match=r"https://127\.0\.0\.1:\d+ is not trusted .*api_url.*CA_BUNDLE"
+    ):
+        sync(base_config(tls_sandbox.url, max_retries=2))
+    assert [r for r in caplog.records if "Retrying" in r.getMessage()] == []
+
+
+def test_a_certificate_named_by_requests_ca_bundle_is_trusted(
+    tls_sandbox, self_signed: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+):
+    from tests.helpers import base_config, sandbox_feedbacks, sync
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(self_signed[0]))
+    monkeypatch.setenv("CURL_CA_BUNDLE", "")
+    result = sync(base_config(tls_sandbox.url))
+    assert tls_sandbox.url.startswith("https://")
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(tls_sandbox))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import typing as t
 
 import pytest
 
+from tap_usersnap.client import CONNECT_RETRIES
 from tests.cli import run_tap, tap_command
 from tests.helpers import JWT_SECRET, base_config
 
@@ -45,9 +48,8 @@ def test_bad_settings_fail_before_any_request(
     config = {**base_config(sandbox.url), **overrides}
     config = {k: v for k, v in config.items() if v is not None}
     code, result = run_tap(tmp_path, config)
-    assert code != 0
-    errors = [line for line in result.stderr.splitlines() if "ERROR" in line]
-    assert any(setting in line for line in errors), result.stderr
+    assert code == 1
+    assert setting in the_one_error_line(result.stderr)
     assert sandbox.requests == []
     assert JWT_SECRET not in result.stderr
 
@@ -65,15 +67,129 @@ def test_cli_full_sync_emits_every_feedback_exactly_once(tmp_path: Path, shared_
     assert all(JWT_SECRET not in json.dumps(m) for m in result.messages)
 
 
+def the_one_error_line(stderr: str) -> str:
+    """What an expected failure prints: one ERROR line, no traceback."""
+    errors = [line for line in stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+def retries_logged(stderr: str) -> int:
+    return sum("Retrying in" in line for line in stderr.splitlines())
+
+
+def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*tap_command(), *args], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
 def test_cli_wrong_secret_exits_non_zero_with_one_clear_line(tmp_path: Path, sandbox: Sandbox):
     wrong = "a-wrong-secret-that-is-long-enough-0123456789"
     code, result = run_tap(tmp_path, base_config(sandbox.url, jwt_secret=wrong))
-    assert code != 0
-    assert any("jwt_id and jwt_secret" in line for line in result.stderr.splitlines())
+    assert code == 1
+    assert "jwt_id and jwt_secret" in the_one_error_line(result.stderr)
     assert wrong not in result.stderr
     assert len(sandbox.requests) == 1
 
 
+def test_cli_unknown_project_id_is_one_line_naming_the_setting(tmp_path: Path, sandbox: Sandbox):
+    code, result = run_tap(tmp_path, base_config(sandbox.url, project_ids=["no-such-project"]))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert "project_ids" in line
+    assert "no-such-project" in line
+
+
+def test_cli_missing_config_file_is_one_line_naming_it(tmp_path: Path):
+    missing = tmp_path / "missing.json"
+    done = run_command("--config", str(missing))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert str(missing) in line
+    assert "--config" in line
+
+
+def test_cli_malformed_config_json_is_one_line_naming_the_file(tmp_path: Path):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(f'{{"jwt_id": "x", "jwt_secret": "{JWT_SECRET}",', encoding="utf-8")
+    done = run_command("--config", str(config_file))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert str(config_file) in line
+    assert "not valid JSON" in line
+    assert JWT_SECRET not in done.stderr
+
+
+def test_cli_connection_refused_is_one_line_after_a_few_quick_retries(tmp_path: Path):
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code, result = run_tap(tmp_path, base_config(f"http://127.0.0.1:{port}/v0.1"))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert f"http://127.0.0.1:{port}" in line
+    assert "api_url" in line
+    assert retries_logged(result.stderr) == CONNECT_RETRIES
+
+
+def test_cli_unresolvable_host_is_one_line_without_retries(tmp_path: Path):
+    code, result = run_tap(tmp_path, base_config("https://api.usersnap.invalid/v0.1"))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert "api.usersnap.invalid" in line
+    assert "api_url" in line
+    assert retries_logged(result.stderr) == 0
+
+
+def test_cli_server_failing_forever_is_one_line_after_the_retries(tmp_path: Path, sandbox: Sandbox):
+    sandbox.faults.fail_forever_status = 503
+    code, result = run_tap(tmp_path, base_config(sandbox.url, max_retries=2))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert "503" in line
+    assert "max_retries" in line
+    assert retries_logged(result.stderr) == 2
+    assert JWT_SECRET not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        pytest.param(12345678901234567890, id="a-number"),
+        pytest.param(["secret-in-a-list-0123456789"], id="a-list"),
+        pytest.param({"key": "secret-in-an-object-0123456789"}, id="an-object"),
+    ],
+)
+def test_cli_secret_of_the_wrong_type_is_never_printed(
+    tmp_path: Path, sandbox: Sandbox, secret: t.Any
+):
+    code, result = run_tap(tmp_path, base_config(sandbox.url, jwt_secret=secret))
+    assert code == 1
+    assert "jwt_secret" in the_one_error_line(result.stderr)
+    for shown in {str(secret), repr(secret), json.dumps(secret)}:
+        assert shown not in result.stderr
+    assert "secret-in" not in result.stderr
+    assert sandbox.requests == []
+
+
+def test_cli_debug_log_level_shows_the_traceback(tmp_path: Path, sandbox: Sandbox):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(
+        json.dumps(base_config(sandbox.url, project_ids=["no-such-project"])), encoding="utf-8"
+    )
+    done = subprocess.run(
+        [*tap_command(), "--config", str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "TAP_USERSNAP_LOGLEVEL": "DEBUG"},
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr
+    assert JWT_SECRET not in done.stderr
 @pytest.mark.parametrize(
     "state_text",
     [
@@ -101,6 +217,19 @@ def test_malformed_state_fails_naming_it_before_any_request(
         timeout=120,
         check=False,
     )
-    assert done.returncode != 0
-    assert "Invalid value for '--state'" in done.stderr
+    assert done.returncode == 1
+    assert "Invalid value for '--state'" in the_one_error_line(done.stderr)
     assert sandbox.requests == []
+
+
+def test_cli_connection_test_checks_the_credentials_quietly(tmp_path: Path, sandbox: Sandbox):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(base_config(sandbox.url)), encoding="utf-8")
+    done = run_command("--config", str(config_file), "--test")
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if "ERROR" in line] == []
+    wrong = {**base_config(sandbox.url), "jwt_secret": "a-wrong-secret-that-is-long-enough-0123"}
+    config_file.write_text(json.dumps(wrong), encoding="utf-8")
+    done = run_command("--config", str(config_file), "--test")
+    assert done.returncode == 1
+    assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)

@@ -578,6 +578,22 @@ def test_bad_envelope_fault_alternates(fresh):
     assert second == {"status": True}
 
 
+def test_bad_shape_fault_serves_success_envelopes_without_a_page(fresh):
+    http = session()
+    pid = pid_of(fresh)
+    fresh.faults.bad_shape_every_n = 1
+    shapes = [http.get(f"{fresh.url}/projects/{pid}/feedbacks").json() for _ in range(6)]
+    assert all(shape["status"] is True for shape in shapes)
+    datas = [shape["data"] for shape in shapes]
+    assert {} in datas
+    assert any("feedbacks" not in d and "has_more" in d for d in datas)
+    assert any("feedbacks" in d and "has_more" not in d for d in datas)
+    assert any(d.get("has_more") == "false" for d in datas)
+    assert any(isinstance(d.get("feedbacks"), dict) for d in datas)
+    assert any(d.get("has_more") is True and "next" not in d for d in datas)
+    assert fresh.fired["bad_shape_every_n"] == 6
+
+
 def test_reset_fault(fresh):
     http = session()
     fresh.faults.reset_every_n = 2
@@ -617,6 +633,7 @@ def test_control_api(fresh):
         "projects": {pid: 40},
         "requests": 1,
         "auth_failures": 0,
+        "faults_fired": {},
     }
     assert requests.get(f"{base}/requests").json() == [["GET", "/v0.1/projects", 200]]
     requests.post(f"{base}/reset_requests")

@@ -7,6 +7,7 @@ from collections import Counter
 
 import pytest
 
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.streams import normalize_timestamp
 from tests.helpers import assert_records_match_schemas, base_config, sandbox_feedbacks, sync
 
@@ -136,7 +137,7 @@ def test_project_ids_selects_projects(sandbox: Sandbox):
 
 def test_unknown_project_id_fails_naming_it(sandbox: Sandbox):
     known = sandbox.store.project_ids()[0]
-    with pytest.raises(Exception, match="no-such-project") as error:
+    with pytest.raises(UsersnapError, match="no-such-project") as error:
         sync(base_config(sandbox.url, project_ids=[known, "no-such-project"]))
     assert "project_ids" in str(error.value)
     assert not any("/feedbacks" in path for _m, path, _s in sandbox.requests)

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 import traceback
+from collections import Counter
 from dataclasses import dataclass, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from tap_usersnap.sandbox.paging import PageRequest
 from tap_usersnap.sandbox.store import SandboxStore
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Sequence
     from types import FrameType, TracebackType
 
@@ -56,6 +58,8 @@ class Faults:
     burst: int = 1
     truncate_every_n: int = 0
     bad_envelope_every_n: int = 0
+    # A success envelope whose data lacks the list or has_more, or has them of the wrong type.
+    bad_shape_every_n: int = 0
     reset_every_n: int = 0
     hang_every_n: int = 0
     hang_seconds: float = 5.0
@@ -152,6 +156,21 @@ def _status_fault(code: int, faults: Faults) -> _Response:
     msg = "Too many requests" if code == 429 else reason
     body = _json_bytes({"status": False, "msg": msg, "errortype": errortype, "errordata": {}})
     return _Response(code, body, JSON_TYPE, headers)
+
+
+def _misshapen(envelope: dict[str, Any], nth: int) -> dict[str, Any]:
+    """A success envelope whose data is not a page: the six shapes in turn."""
+    data = envelope["data"]
+    lists = [key for key, value in data.items() if isinstance(value, list)]
+    shapes: list[dict[str, Any]] = [
+        {},
+        {k: v for k, v in data.items() if k not in lists},
+        {k: v for k, v in data.items() if k != "has_more"} if "has_more" in data else {},
+        {**data, "has_more": "false"} if "has_more" in data else {},
+        {**data, **{key: {} for key in lists}},
+        {**{k: v for k, v in data.items() if k != "next"}, "has_more": True},
+    ]
+    return {"status": True, "data": shapes[nth % len(shapes)]}
 
 
 class _Server(ThreadingHTTPServer):
@@ -280,6 +299,7 @@ class Sandbox:
         port: int = 0,
         max_token_lifetime: float = 3600,
         faults: Faults | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.jwt_id = jwt_id
         self._jwt_secret = jwt_secret
@@ -290,6 +310,9 @@ class Sandbox:
         self.faults = faults if faults is not None else Faults()
         self.requests: list[tuple[str, str, int]] = []
         self.auth_failures = 0
+        #: How often each fault fired, by its switch's name (the stats report it).
+        self.fired: Counter[str] = Counter()
+        self.tls = tls
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -311,6 +334,8 @@ class Sandbox:
         if self._server is not None:
             raise RuntimeError("sandbox already started")
         self._server = _Server((self.host, self._port), self)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},
@@ -356,7 +381,8 @@ class Sandbox:
     @property
     def url(self) -> str:
         """Base URL the tap uses as api_url, e.g. http://127.0.0.1:PORT/v0.1."""
-        return f"http://{self.host}:{self.port}{API_PREFIX}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{API_PREFIX}"
 
     def log_request(self, method: str, path: str, status: int) -> None:
         """Record one served API request (status 0 means the connection was reset)."""
@@ -411,15 +437,20 @@ class Sandbox:
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000)
         if faults.fail_forever_status:
+            self._fire("fail_forever_status")
             return _status_fault(faults.fail_forever_status, faults)
         if _every(n, faults.reset_every_n):
+            self._fire("reset_every_n")
             return _Response(0, b"", abort=True)
         if _every(n, faults.hang_every_n):
+            self._fire("hang_every_n")
             time.sleep(faults.hang_seconds)
         every = faults.status_every_n
         if every > 0 and n >= every and n % every < max(1, faults.burst):
+            self._fire("status_every_n")
             return _status_fault(faults.status_code, faults)
         if _every(n, faults.bad_envelope_every_n):
+            self._fire("bad_envelope_every_n")
             odd = (n // faults.bad_envelope_every_n) % 2 == 1
             bad: dict[str, Any] = (
                 {"status": False, "msg": "Internal error", "errortype": "INTERNAL", "errordata": {}}
@@ -428,9 +459,18 @@ class Sandbox:
             )
             return _Response(200, _json_bytes(bad))
         response = self._route(method, path[len(API_PREFIX) :], query, authorization, body)
+        if _every(n, faults.bad_shape_every_n) and response.status == HTTPStatus.OK:
+            self._fire("bad_shape_every_n")
+            nth = n // faults.bad_shape_every_n
+            response.body = _json_bytes(_misshapen(json.loads(response.body), nth))
         if _every(n, faults.truncate_every_n):
+            self._fire("truncate_every_n")
             response.body = response.body[: len(response.body) // 2]
         return response
+
+    def _fire(self, fault: str) -> None:
+        with self._lock:
+            self.fired[fault] += 1
 
     def _route(
         self, method: str, path: str, query: str, authorization: str | None, body: bytes
@@ -520,6 +560,7 @@ class Sandbox:
                 "projects": {pid: self.store.count(pid) for pid in ids},
                 "requests": served,
                 "auth_failures": failures,
+                "faults_fired": dict(self.fired),
             }
         if route == ("GET", "/_sandbox/faults"):
             return self.faults.as_dict()
