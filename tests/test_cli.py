@@ -190,6 +190,8 @@ def test_cli_debug_log_level_shows_the_traceback(tmp_path: Path, sandbox: Sandbo
     assert done.returncode == 1
     assert "Traceback" in done.stderr
     assert JWT_SECRET not in done.stderr
+
+
 @pytest.mark.parametrize(
     "state_text",
     [
