@@ -15,12 +15,12 @@ from http import HTTPStatus
 from urllib.parse import urlparse
 
 from requests.adapters import HTTPAdapter
-from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_usersnap.envelope import MalformedResponseError, describe_error, error_envelope, payload
 from tap_usersnap.projection import Projection
+from tap_usersnap.run_report import RunReportingStream
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -98,7 +98,7 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-class UsersnapStream(RESTStream[t.Any]):
+class UsersnapStream(RunReportingStream):
     """A stream of the Usersnap platform API v0.1."""
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE

@@ -11,7 +11,8 @@ if t.TYPE_CHECKING:
 class Projection:
     """Keeps only the properties a JSON schema declares, all the way down.
 
-    Says once which undeclared fields it dropped, as the SDK's conformance does.
+    Names each undeclared field once, at INFO: an API may add fields at any time, and that
+    is news for whoever maintains the schema, not a problem with the run.
     """
 
     def __init__(self, schema: dict[str, t.Any], logger: logging.Logger) -> None:
@@ -59,7 +60,9 @@ class Projection:
     def _report(self, path: str, names: t.Iterable[str]) -> None:
         if new := {f"{path}{name}" for name in names} - self._reported:
             self._reported |= new
-            self._logger.warning("Dropping fields the schema does not declare: %s", sorted(new))
+            self._logger.info(
+                "Not syncing fields the schema does not declare: %s", ", ".join(sorted(new))
+            )
 
 
 def _unchanged(value: t.Any) -> t.Any:

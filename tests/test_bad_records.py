@@ -69,7 +69,7 @@ def test_awkward_records_arrive_whole(awkward_sandbox: Sandbox, caplog: pytest.L
     assert set(emitted) == set(source)
     assert_records_match_schemas(result)
     declared = set(result.schemas["feedbacks"]["properties"])
-    assert "Dropping fields the schema does not declare" in caplog.text
+    assert "Not syncing fields the schema does not declare" in caplog.text
     for feedback_id, record in emitted.items():
         original = source[feedback_id]
         for key in declared - {"updated_at"}:
