@@ -18,11 +18,18 @@ class Projection:
     def __init__(self, schema: dict[str, t.Any], logger: logging.Logger) -> None:
         self._logger = logger
         self._reported: set[str] = set()
+        self._news: set[str] = set()  # first seen in the record being projected
         self._project = self._compile(schema, "")
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record with undeclared fields removed."""
-        return t.cast("dict[str, t.Any]", self._project(record))
+        projected = t.cast("dict[str, t.Any]", self._project(record))
+        if self._news:
+            self._logger.info(
+                "Not syncing fields the schema does not declare: %s", ", ".join(sorted(self._news))
+            )
+            self._news.clear()
+        return projected
 
     def _compile(self, schema: dict[str, t.Any], path: str) -> t.Callable[[t.Any], t.Any]:
         properties = schema.get("properties")
@@ -60,9 +67,7 @@ class Projection:
     def _report(self, path: str, names: t.Iterable[str]) -> None:
         if new := {f"{path}{name}" for name in names} - self._reported:
             self._reported |= new
-            self._logger.info(
-                "Not syncing fields the schema does not declare: %s", ", ".join(sorted(new))
-            )
+            self._news |= new
 
 
 def _unchanged(value: t.Any) -> t.Any:

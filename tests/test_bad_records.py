@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import typing as t
 
 import pytest
@@ -63,6 +64,7 @@ def awkward_sandbox(
 
 
 def test_awkward_records_arrive_whole(awkward_sandbox: Sandbox, caplog: pytest.LogCaptureFixture):
+    caplog.set_level(logging.INFO)
     result = sync(base_config(awkward_sandbox.url, page_size=10))
     source = sandbox_feedbacks(awkward_sandbox)
     emitted = {r["feedback_id"]: r for r in result.records["feedbacks"]}
