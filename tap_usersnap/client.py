@@ -209,6 +209,7 @@ class UsersnapStream(RunReportingStream):
 
     @override
     def backoff_handler(self, details: t.Any) -> None:
+        self.stream_report.count_retry()
         self.logger.warning(
             "Retrying in %.1f s (attempt %d of %d) after: %s",
             details.get("wait", 0.0),

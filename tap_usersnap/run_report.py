@@ -20,7 +20,8 @@ else:
 if t.TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from singer_sdk.helpers.types import RequestFunc
+    import requests
+    from singer_sdk.helpers.types import Context
 
 _clock = time.monotonic
 
@@ -32,7 +33,8 @@ def _plural(count: int, noun: str, plural: str | None = None) -> str:
 class StreamReport:
     """What one stream did.
 
-    Records are counted on the main thread; requests also in the prefetch workers.
+    Records are counted on the main thread; requests and retries also in the prefetch
+    workers.
     """
 
     def __init__(self, name: str) -> None:
@@ -41,29 +43,29 @@ class StreamReport:
         self.projects = 0
         self.started: float | None = None
         self.finished: float | None = None
-        self._requests = 0  # requests asked for, each sent once or more
-        self._attempts = 0  # requests sent, retries included
+        self._requests = 0  # requests that succeeded
+        self._retries = 0
         self._lock = threading.Lock()
 
     def count_request(self) -> None:
-        """A request is asked for (sent once, or more if retried)."""
+        """A request succeeded, perhaps after retries."""
         with self._lock:
             self._requests += 1
 
-    def count_attempt(self) -> None:
-        """A request is sent."""
+    def count_retry(self) -> None:
+        """A request failed and is sent again."""
         with self._lock:
-            self._attempts += 1
+            self._retries += 1
 
     @property
-    def attempts(self) -> int:
+    def requests(self) -> int:
         """Requests sent, retries included."""
-        return self._attempts
+        return self._requests + self._retries
 
     @property
     def retries(self) -> int:
         """Requests sent again after a failure."""
-        return self._attempts - self._requests
+        return self._retries
 
     def summary(self) -> str:
         """E.g. ``feedbacks: 750 records from 3 projects in 12 requests (1 retry), 2.3 s``."""
@@ -71,7 +73,7 @@ class StreamReport:
         seconds = (self.finished or _clock()) - (self.started or _clock())
         return (
             f"{self.name}: {_plural(self.records, 'record')}{projects} in "
-            f"{_plural(self.attempts, 'request')} ({_plural(self.retries, 'retry', 'retries')}), "
+            f"{_plural(self.requests, 'request')} ({_plural(self.retries, 'retry', 'retries')}), "
             f"{seconds:.1f} s"
         )
 
@@ -180,21 +182,15 @@ class RunReportingStream(RESTStream[t.Any]):
         return _RecordCounter(counter, self.stream_report, self.run_report)
 
     @override
-    def request_decorator(self, func: RequestFunc) -> RequestFunc:
-        """Count each request once, and each time it is sent."""
-        report = self.stream_report
-
-        def attempt(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            report.count_attempt()
-            return func(*args, **kwargs)
-
-        retrying = super().request_decorator(attempt)
-
-        def request(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            report.count_request()
-            return retrying(*args, **kwargs)
-
-        return request
+    def calculate_sync_cost(
+        self,
+        request: requests.PreparedRequest,
+        response: requests.Response,
+        context: Context | None,
+    ) -> dict[str, int]:
+        """Count a request that succeeded: the SDK calls this once for each, retries aside."""
+        self.stream_report.count_request()
+        return super().calculate_sync_cost(request, response, context)
 
     @override
     def log_sync_costs(self) -> None:
