@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import typing as t
@@ -136,6 +137,8 @@ def test_progress_lines_during_a_slow_sync(
     result = sync(base_config(sandbox.url, page_size=20, max_concurrency=1))
 
     progress = messages(caplog, PROGRESS)
+    times = [r.created for r in caplog.records if PROGRESS.match(r.getMessage())]
+    assert all(later - earlier >= 0.045 for earlier, later in itertools.pairwise(times))
     assert {m["total"] for m in progress} == {"3"}
     projects = [int(m["project"]) for m in progress]
     assert projects == sorted(projects)
