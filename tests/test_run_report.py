@@ -151,7 +151,7 @@ def test_progress_lines_during_a_slow_sync(
     assert all(int(m["rate"]) > 0 for m in progress)
 
 
-def test_summary_lines_reach_the_command_s_stderr(tmp_path: Path, shared_sandbox: Sandbox):
+def test_the_command_logs_the_summary_lines_at_info(tmp_path: Path, shared_sandbox: Sandbox):
     code, result = run_tap(tmp_path, base_config(shared_sandbox.url))
     assert code == 0, result.stderr[-2000:]
     lines = [line.rsplit(" | ", 1)[-1] for line in result.stderr.splitlines()]
