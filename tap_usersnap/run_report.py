@@ -18,7 +18,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
 
     import requests
     from singer_sdk.helpers.types import Context
@@ -45,6 +45,7 @@ class StreamReport:
         self.finished: float | None = None
         self._requests = 0  # requests that succeeded
         self._retries = 0
+        self._failures = 0  # requests that failed for good
         self._lock = threading.Lock()
 
     def count_request(self) -> None:
@@ -57,10 +58,15 @@ class StreamReport:
         with self._lock:
             self._retries += 1
 
+    def count_failure(self) -> None:
+        """A request failed for good."""
+        with self._lock:
+            self._failures += 1
+
     @property
     def requests(self) -> int:
         """Requests sent, retries included."""
-        return self._requests + self._retries
+        return self._requests + self._retries + self._failures
 
     @property
     def retries(self) -> int:
@@ -191,6 +197,15 @@ class RunReportingStream(RESTStream[t.Any]):
         """Count a request that succeeded: the SDK calls this once for each, retries aside."""
         self.stream_report.count_request()
         return super().calculate_sync_cost(request, response, context)
+
+    @override
+    def request_records(self, context: Context | None) -> Iterator[dict[str, t.Any]]:
+        """Also count a request that failed for good: a stream may carry on without it."""
+        try:
+            yield from super().request_records(context)
+        except Exception:
+            self.stream_report.count_failure()
+            raise
 
     @override
     def log_sync_costs(self) -> None:

@@ -124,6 +124,34 @@ def test_summary_lines_count_what_the_sandbox_served(
     assert messages(caplog, PROGRESS) == []
 
 
+def test_a_refused_request_the_stream_survives_is_counted(
+    make_sandbox: t.Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[120])
+    project_id = sandbox.store.project_ids()[0]
+    interrupted = {  # a resume cursor whose feedback is gone: the API refuses it
+        "bookmarks": {
+            "feedbacks": {
+                "partitions": [
+                    {
+                        "context": {"project_id": project_id},
+                        "resume": {"after": "00000000-0000-4000-8000-000000000000"},
+                    }
+                ]
+            }
+        }
+    }
+    caplog.set_level(logging.INFO)
+    result = sync(base_config(sandbox.url, page_size=50), state=interrupted)
+
+    feedback_requests = [s for _m, p, s in sandbox.requests if ENDPOINTS["feedbacks"].match(p)]
+    assert sum(status != 200 for status in feedback_requests) == 1
+    summary = next(m for m in messages(caplog, SUMMARY) if m["stream"] == "feedbacks")
+    assert int(summary["requests"]) == len(feedback_requests)
+    assert summary["retries"] == "0"
+    assert len(result.records["feedbacks"]) == 120
+
+
 def test_progress_lines_during_a_slow_sync(
     monkeypatch: pytest.MonkeyPatch,
     make_sandbox: t.Callable[..., Sandbox],
