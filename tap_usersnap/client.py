@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 import backoff
 import requests
-from singer_sdk import RESTStream
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
@@ -29,6 +28,7 @@ from tap_usersnap.envelope import (
 )
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.projection import Projection
+from tap_usersnap.run_report import RunReportingStream
 from tap_usersnap.transport import connect_failure, origin
 
 if sys.version_info >= (3, 12):
@@ -116,7 +116,7 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
-class UsersnapStream(RESTStream[t.Any]):
+class UsersnapStream(RunReportingStream):
     """A stream of the Usersnap platform API v0.1."""
 
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
@@ -301,6 +301,7 @@ class UsersnapStream(RESTStream[t.Any]):
     @override
     def backoff_handler(self, details: t.Any) -> None:
         exc = details["exception"]
+        self.stream_report.count_retry()
         self.logger.warning(
             "Retrying in %.1f s (retry %d of at most %d) after: %s",
             details["wait"],

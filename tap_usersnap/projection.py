@@ -11,17 +11,25 @@ if t.TYPE_CHECKING:
 class Projection:
     """Keeps only the properties a JSON schema declares, all the way down.
 
-    Says once which undeclared fields it dropped, as the SDK's conformance does.
+    Names each undeclared field once, at INFO: an API may add fields at any time, and that
+    is news for whoever maintains the schema, not a problem with the run.
     """
 
     def __init__(self, schema: dict[str, t.Any], logger: logging.Logger) -> None:
         self._logger = logger
         self._reported: set[str] = set()
+        self._news: set[str] = set()  # first seen in the record being projected
         self._project = self._compile(schema, "")
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
         """The record with undeclared fields removed."""
-        return t.cast("dict[str, t.Any]", self._project(record))
+        projected = t.cast("dict[str, t.Any]", self._project(record))
+        if self._news:
+            self._logger.info(
+                "Not syncing fields the schema does not declare: %s", ", ".join(sorted(self._news))
+            )
+            self._news.clear()
+        return projected
 
     def _compile(self, schema: dict[str, t.Any], path: str) -> t.Callable[[t.Any], t.Any]:
         properties = schema.get("properties")
@@ -59,7 +67,7 @@ class Projection:
     def _report(self, path: str, names: t.Iterable[str]) -> None:
         if new := {f"{path}{name}" for name in names} - self._reported:
             self._reported |= new
-            self._logger.warning("Dropping fields the schema does not declare: %s", sorted(new))
+            self._news |= new
 
 
 def _unchanged(value: t.Any) -> t.Any:

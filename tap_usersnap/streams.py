@@ -93,6 +93,7 @@ class ProjectsStream(UsersnapStream):
                 )
                 raise UsersnapAPIError(msg, status=400, errortype="SITE_NOT_FOUND")
             projects = [project for project in projects if project["project_id"] in wanted]
+        self.run_report.projects_total = len(projects)
         self._announce_children(projects)
         yield from projects
 

@@ -12,10 +12,12 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
 from tap_usersnap.prefetch import Prefetcher
+from tap_usersnap.run_report import RunReport
 from tap_usersnap.streams import (
     FeedbacksStream,
     ProjectAssigneesStream,
@@ -240,6 +242,25 @@ class TapUsersnap(Tap):
             jwt_secret=self.config["jwt_secret"],
             lifetime_seconds=self.config["jwt_lifetime_seconds"],
         )
+
+    @cached_property
+    def run_report(self) -> RunReport:
+        """What the run did: progress lines while it runs, a summary line per stream."""
+        return RunReport(self.logger)
+
+    @override
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """The SDK's connection test (a record of each stream), saying when it passed."""
+        try:
+            super().cb_test(ctx, param, value)
+        except click.exceptions.Exit as done:
+            if done.exit_code == 0 and value == CliTestOptionValue.All.value:
+                cls.logger.info(
+                    "Connection test passed: Usersnap accepted the credentials "
+                    "and answered a request of every stream"
+                )
+            raise
 
     @cached_property
     def rate_limit_gate(self) -> RateLimitGate:
