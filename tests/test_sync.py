@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import json
+import re
 import typing as t
 from collections import Counter
 
 import pytest
 
+from tap_usersnap.client import UsersnapAPIError
 from tap_usersnap.streams import normalize_timestamp
-from tests.helpers import assert_records_match_schemas, base_config, sandbox_feedbacks, sync
+from tap_usersnap.tap import TapUsersnap
+from tests.helpers import (
+    SyncResult,
+    assert_records_match_schemas,
+    base_config,
+    sandbox_feedbacks,
+    sync,
+)
 
 if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
@@ -99,13 +110,20 @@ def test_incremental_sync_reads_only_what_changed(sandbox: Sandbox):
     assert first.bookmarks()[project_id]["replication_key_value"] < bookmark <= newest
 
 
-def test_rerun_without_changes_emits_at_most_boundary_records(sandbox: Sandbox):
+def test_rerun_without_changes_sends_exactly_the_records_equal_to_the_bookmark(sandbox: Sandbox):
     first = sync(base_config(sandbox.url))
     second = sync(base_config(sandbox.url), state=first.state)
     for project_id, partition in first.bookmarks().items():
-        emitted = [r for r in second.records.get("feedbacks", []) if r["project_id"] == project_id]
-        assert all(r["updated_at"] == partition["replication_key_value"] for r in emitted)
-        assert len(emitted) <= 10
+        emitted = {
+            r["feedback_id"] for r in second.records["feedbacks"] if r["project_id"] == project_id
+        }
+        tied = {
+            f["feedback_id"]
+            for f in sandbox.store.feedbacks(project_id)
+            if normalize_timestamp(f["updated_at"]) == partition["replication_key_value"]
+        }
+        assert tied  # at least the record that set the bookmark
+        assert emitted == tied
     assert second.bookmarks() == first.bookmarks()
 
 
@@ -136,7 +154,7 @@ def test_project_ids_selects_projects(sandbox: Sandbox):
 
 def test_unknown_project_id_fails_naming_it(sandbox: Sandbox):
     known = sandbox.store.project_ids()[0]
-    with pytest.raises(Exception, match="no-such-project") as error:
+    with pytest.raises(UsersnapAPIError, match="no-such-project") as error:
         sync(base_config(sandbox.url, project_ids=[known, "no-such-project"]))
     assert "project_ids" in str(error.value)
     assert not any("/feedbacks" in path for _m, path, _s in sandbox.requests)
@@ -166,3 +184,71 @@ def test_filters_sync_is_incremental_too(sandbox: Sandbox):
     assert len(second.ids()) <= 10 * len(sandbox.store.project_ids())
     for project_id in sandbox.store.project_ids():
         assert len(feedback_requests(sandbox, project_id)) == 1
+
+
+def test_records_equal_to_start_date_across_a_page_boundary_are_read(sandbox: Sandbox):
+    project_id = sandbox.store.project_ids()[0]
+    feedbacks = sandbox.store.feedbacks(project_id)  # newest first; a tie straddles index 50
+    start_date = normalize_timestamp(feedbacks[49]["updated_at"])
+    tied_on_page_two = [
+        f["feedback_id"]
+        for f in feedbacks[50:]
+        if normalize_timestamp(f["updated_at"]) == start_date
+    ]
+    assert tied_on_page_two
+    config = base_config(sandbox.url, page_size=50, start_date=start_date, project_ids=[project_id])
+    result = sync(config)
+    assert set(tied_on_page_two) <= set(result.ids())
+    assert len(feedback_requests(sandbox, project_id)) == 2  # and not one page more
+
+
+def test_max_concurrency_changes_nothing(shared_sandbox: Sandbox):
+    def stream_of(result: SyncResult) -> list[dict[str, t.Any]]:
+        """Records and states in order, but for the instants of the run itself."""
+        text = json.dumps([m for m in result.messages if m["type"] in {"RECORD", "STATE"}])
+        return json.loads(
+            re.sub(r'"(time_extracted|replication_key_signpost)": "[^"]*"', r'"\1": "-"', text)
+        )
+
+    one = sync(base_config(shared_sandbox.url, page_size=25, max_concurrency=1))
+    four = sync(base_config(shared_sandbox.url, page_size=25, max_concurrency=4))
+    assert len(one.ids()) == len(sandbox_feedbacks(shared_sandbox))
+    assert stream_of(one) == stream_of(four)
+
+
+def full_table_catalog(config: dict[str, t.Any]) -> dict[str, t.Any]:
+    """The catalog Meltano passes for ``metadata: {feedbacks: {replication-method: FULL_TABLE}}``.
+
+    Meltano sets the entry's ``replication_method`` (meltano/sdk#3284 shows one).
+    """
+    catalog = copy.deepcopy(TapUsersnap(config=config, parse_env_config=False).catalog_dict)
+    for entry in catalog["streams"]:
+        if entry["tap_stream_id"] == "feedbacks":
+            entry["replication_method"] = "FULL_TABLE"
+            for metadata in entry["metadata"]:
+                if metadata["breadcrumb"] == []:
+                    metadata["metadata"]["replication-method"] = "FULL_TABLE"
+    return catalog
+
+
+def test_a_catalog_forcing_full_table_reads_everything_and_leaves_the_bookmarks(sandbox: Sandbox):
+    project_id = sandbox.store.project_ids()[0]
+    timestamps = sorted(
+        normalize_timestamp(f["updated_at"]) for f in sandbox.store.feedbacks(project_id)
+    )
+    start_date = timestamps[10]
+    config = base_config(sandbox.url, page_size=50, start_date=start_date)
+    incremental = sync(config)
+    sandbox.store.change_feedbacks(project_id, 4)
+
+    full = sync(config, state=incremental.state, catalog=full_table_catalog(config))
+
+    expected = {
+        f["feedback_id"]
+        for pid in sandbox.store.project_ids()
+        for f in sandbox.store.feedbacks(pid)
+        if normalize_timestamp(f["updated_at"]) >= start_date
+    }
+    assert set(full.ids()) == expected
+    assert len(full.ids()) == len(expected)  # no record twice
+    assert full.state["bookmarks"]["feedbacks"] == incremental.state["bookmarks"]["feedbacks"]
