@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -10,6 +11,7 @@ import subprocess
 import threading
 import time
 import typing as t
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from tap_usersnap.state import RESUME_KEY, normalize_timestamp
 from tap_usersnap.streams import MAX_CURSOR_RESTARTS
 from tap_usersnap.tap import TapUsersnap
+from tap_usersnap.writer import Interrupted
 from tests.cli import run_tap, tap_command, write_json
 from tests.helpers import base_config, sandbox_feedbacks, sync
 
@@ -398,3 +401,61 @@ def test_a_refused_project_leaves_the_others_synced_and_its_bookmark_unmoved(
         > first.bookmarks()[refused]["replication_key_value"]
     }
     assert changed_refused <= delivered
+
+
+class SignallingOutput(io.BytesIO):
+    """Standard output that receives a signal halfway through writing a given line."""
+
+    def __init__(self, signum: int, at_line: int) -> None:
+        super().__init__()
+        self.signum = signum
+        self.at_line = at_line
+        self.sent = False
+
+    def write(self, data: t.Any) -> int:
+        if self.sent or self.getvalue().count(b"\n") + bytes(data).count(b"\n") < self.at_line:
+            return super().write(data)
+        self.sent = True
+        half = len(data) // 2
+        written = super().write(data[:half])
+        signal.raise_signal(self.signum)  # the handler runs here, mid-message
+        return written + super().write(data[half:])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("at_line", [3, 40, 260])
+def test_a_signal_mid_message_completes_it_then_writes_the_last_state(
+    shared_sandbox: Sandbox, signum: int, at_line: int
+):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    output = SignallingOutput(signum, at_line)
+    stdout = io.TextIOWrapper(output, encoding="utf-8")
+    try:
+        tap = TapUsersnap(
+            config=base_config(shared_sandbox.url, page_size=7), parse_env_config=False
+        )
+        with (
+            redirect_stdout(stdout),
+            pytest.raises(Interrupted) as stop,
+        ):
+            tap.sync_all()
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert stop.value.signum == signum
+    assert output.sent
+    messages = [json.loads(line) for line in output.getvalue().decode().splitlines()]
+    assert len(messages) > at_line  # the message the signal landed in is whole, then more
+    assert messages[-1]["type"] == "STATE"
+    written = [
+        m["record"]["feedback_id"]
+        for m in messages
+        if m["type"] == "RECORD" and m["stream"] == "feedbacks"
+    ]
+    partitions = messages[-1]["value"].get("bookmarks", {}).get("feedbacks", {}).get("partitions")
+    resumes = [p[RESUME_KEY]["after"] for p in partitions or [] if RESUME_KEY in p]
+    assert set(resumes) <= set(written)
+    if resumes:
+        # Up to date: the last record written, or the one before if the signal came while
+        # the last one was being written. A page of duplicates at most otherwise.
+        assert resumes[-1] in written[-2:]
