@@ -35,6 +35,11 @@ def normalize_timestamp(value: str | None) -> str | None:
             pass  # the general path decides
         else:
             return value[:-1] + "+00:00"  # the API's usual form: only the zone differs
+    return normalize_any_timestamp(value)
+
+
+def normalize_any_timestamp(value: str) -> str:
+    """The general path of :func:`normalize_timestamp`: any ISO 8601 form Python reads."""
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
