@@ -83,6 +83,8 @@ def test_syncs_rebuild_the_source(
         ("2024-03-05", "2024-03-05T00:00:00.000000+00:00"),
         ("2024-03-05T00:30:00.000000-01:00", "2024-03-05T01:30:00.000000+00:00"),
         ("0999-01-01T00:00:00.000000Z", "0999-01-01T00:00:00.000000+00:00"),
+        ("0999-01-01T00:00:00+00:00", "0999-01-01T00:00:00.000000+00:00"),
+        ("2024-W10-2T10:11:12.123456Z", "2024-03-05T10:11:12.123456+00:00"),
         ("", None),
         (None, None),
     ],
@@ -113,6 +115,7 @@ timestamps = st.one_of(
     st.tuples(moments, st.sampled_from(["T", " ", "t", "_"])).map(
         lambda m: m[0].isoformat(sep=m[1], timespec="microseconds").replace("+00:00", "Z")
     ),
+    moments.map(lambda m: m.strftime("%G-W%V-%uT%H:%M:%S.%fZ")),  # ISO week dates, same length
     st.from_regex(r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z\Z"),
     st.just("2024-03-05T10:11:12.123456Z").flatmap(one_char_changed),
     st.text(min_size=27, max_size=27),
