@@ -7,6 +7,7 @@ import json
 import re
 import typing as t
 from collections import Counter
+from datetime import datetime
 
 import pytest
 
@@ -23,6 +24,10 @@ from tests.helpers import (
 
 if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
+
+
+#: How every ``updated_at`` leaves the tap: UTC, microseconds, an explicit zone.
+API_FORM = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")
 
 
 def feedback_requests(sandbox: Sandbox, project_id: str) -> list[str]:
@@ -50,8 +55,9 @@ def test_records_keep_fields_and_normalise_updated_at(shared_sandbox: Sandbox):
     source = sandbox_feedbacks(shared_sandbox)
     for record in result.records["feedbacks"]:
         original = source[record["feedback_id"]]
-        assert record["updated_at"] == normalize_timestamp(original["updated_at"])
-        assert record["updated_at"].endswith("+00:00")
+        assert API_FORM.fullmatch(record["updated_at"])
+        sent = datetime.fromisoformat(original["updated_at"].replace("Z", "+00:00"))
+        assert datetime.fromisoformat(record["updated_at"]) == sent
         for key in ("client", "custom_data", "labels", "ordered_inputs", "screenshot"):
             assert record[key] == original[key]
 
@@ -252,3 +258,64 @@ def test_a_catalog_forcing_full_table_reads_everything_and_leaves_the_bookmarks(
     assert set(full.ids()) == expected
     assert len(full.ids()) == len(expected)  # no record twice
     assert full.state["bookmarks"]["feedbacks"] == incremental.state["bookmarks"]["feedbacks"]
+
+
+def test_a_bookmark_made_under_filters_is_not_reused_without_them(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    filters = [{"filter_type": "state", "operator": "eq", "value": "done"}]
+    filtered = sync(base_config(sandbox.url, filters=filters))
+    assert 0 < len(filtered.ids()) < len(sandbox_feedbacks(sandbox))
+
+    unfiltered = sync(base_config(sandbox.url), state=filtered.state)
+
+    assert set(unfiltered.ids()) == set(sandbox_feedbacks(sandbox))
+    resets = [r for r in caplog.records if "does not cover" in r.getMessage()]
+    assert len(resets) == len(sandbox.store.project_ids())
+    assert {r.levelname for r in resets} == {"WARNING"}
+    again = sync(base_config(sandbox.url), state=unfiltered.state)  # the new scope holds
+    assert len(again.ids()) <= 10 * len(sandbox.store.project_ids())
+
+
+def test_a_start_date_moved_earlier_reads_what_the_bookmark_never_covered(sandbox: Sandbox):
+    project_id = sandbox.store.project_ids()[0]
+    timestamps = sorted(
+        normalize_timestamp(f["updated_at"]) for f in sandbox.store.feedbacks(project_id)
+    )
+    later, earlier = timestamps[200], timestamps[20]
+    config = base_config(sandbox.url, project_ids=[project_id], page_size=25)
+    first = sync({**config, "start_date": later})
+
+    second = sync({**config, "start_date": earlier}, state=first.state)
+
+    assert set(second.ids()) == {
+        f["feedback_id"]
+        for f in sandbox.store.feedbacks(project_id)
+        if normalize_timestamp(f["updated_at"]) >= earlier
+    }
+    scope = second.bookmarks()[project_id]["scope"]
+    assert scope["start_date"] == earlier
+
+
+def test_settings_that_keep_what_a_bookmark_covers_keep_the_bookmark(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    """page_size, project_ids and a later start_date change nothing a bookmark stands for."""
+    timestamps = sorted(
+        normalize_timestamp(f["updated_at"]) for f in sandbox_feedbacks(sandbox).values()
+    )
+    first = sync(base_config(sandbox.url, start_date=timestamps[5]))
+    kept = sandbox.store.project_ids()[1:]
+    second = sync(
+        base_config(sandbox.url, start_date=timestamps[30], page_size=7, project_ids=kept),
+        state=first.state,
+    )
+    assert not [r for r in caplog.records if "does not cover" in r.getMessage()]
+    for project_id in kept:
+        bookmark = first.bookmarks()[project_id]["replication_key_value"]
+        emitted = [r for r in second.records["feedbacks"] if r["project_id"] == project_id]
+        assert {r["updated_at"] for r in emitted} == {bookmark}  # the ties with it, no more
+    # An earlier start_date again: the range between the two start dates was read the first time.
+    third = sync(base_config(sandbox.url, start_date=timestamps[5]), state=second.state)
+    assert not [r for r in caplog.records if "does not cover" in r.getMessage()]
+    assert len(third.ids()) <= 10 * len(sandbox.store.project_ids())
