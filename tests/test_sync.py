@@ -319,3 +319,39 @@ def test_settings_that_keep_what_a_bookmark_covers_keep_the_bookmark(
     third = sync(base_config(sandbox.url, start_date=timestamps[5]), state=second.state)
     assert not [r for r in caplog.records if "does not cover" in r.getMessage()]
     assert len(third.ids()) <= 10 * len(sandbox.store.project_ids())
+
+
+def test_fields_the_api_does_not_promise_may_be_missing(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """The OpenAPI document marks no field required: a project without api_key, feedback
+    without updated_at or feedback_id are odd, but legal."""
+    keyless = sandbox.store.project_ids()[1]
+    projects, list_feedbacks = sandbox.store.projects, sandbox.store.list_feedbacks
+
+    def projects_without_a_key() -> list[dict[str, t.Any]]:
+        return [
+            {k: v for k, v in p.items() if k != "api_key" or p["project_id"] != keyless}
+            for p in projects()
+        ]
+
+    def feedbacks_missing_fields(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
+        page = list_feedbacks(*args, **kwargs)
+        for index, feedback in enumerate(page["feedbacks"]):
+            if index % 7 == 3:
+                del feedback["updated_at"]
+            elif index % 7 == 5:
+                del feedback["feedback_id"]
+        return t.cast("dict[str, t.Any]", page)
+
+    monkeypatch.setattr(sandbox.store, "projects", projects_without_a_key)
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", feedbacks_missing_fields)
+    result = sync(base_config(sandbox.url, page_size=10))
+
+    assert len(result.records["feedbacks"]) == len(sandbox_feedbacks(sandbox))
+    assert any(r["updated_at"] is None for r in result.records["feedbacks"])
+    assert keyless not in {r["project_id"] for r in result.records["project_metrics"]}
+    assert keyless in {r["project_id"] for r in result.records["feedbacks"]}
+    assert any(keyless in r.getMessage() and "api_key" in r.getMessage() for r in caplog.records)
+    for partition in result.bookmarks().values():
+        assert partition["replication_key_value"]
