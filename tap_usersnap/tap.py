@@ -211,6 +211,8 @@ class TapUsersnap(Tap):
         except Interrupted:
             self.state_writer.write_state(self.state)
             raise
+        finally:
+            t.cast("UsersnapMessageWriter", self.message_writer).run_ended()
         if self.refused_projects:
             reasons = "; ".join(f"{pid}: {why}" for pid, why in self.refused_projects.items())
             msg = (

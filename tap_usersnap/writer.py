@@ -99,6 +99,10 @@ class UsersnapMessageWriter(MsgSpecWriter):
         self._stopping = True
         raise Interrupted(signum)
 
+    def run_ended(self) -> None:
+        """The run is over (its last STATE out, or its failure on its way): signals are moot."""
+        self._stopping = True
+
     def _reader_gone(self) -> t.NoReturn:
         """Whoever read standard output stopped (``| head``): exit quietly, non-zero."""
         logger.error("Standard output was closed by its reader: stopping")
