@@ -58,8 +58,8 @@ class Faults:
     hang_every_n: int = 0
     hang_seconds: float = 5.0
     fail_forever_status: int | None = None
-    # The project with this id (or api_key) is refused with refuse_status (403 or 404)
-    # once refuse_after of its requests were served: access removed, or deleted mid-run.
+    # The project with this id (or api_key) is refused with refuse_status (403, 404, or 400
+    # SITE_NOT_FOUND) once refuse_after of its requests were served: access removed, deleted.
     refuse_project: str | None = None
     refuse_status: int = 403
     refuse_after: int = 0
@@ -457,6 +457,8 @@ class Sandbox:
         )
         if self._refused(call.project):
             status = self.faults.refuse_status
+            if status == HTTPStatus.BAD_REQUEST:  # how the API answers for a deleted project
+                return _error(ApiError(status, "SITE_NOT_FOUND", "Site does not exist"))
             reason = HTTPStatus(status).phrase
             return _error(ApiError(status, _ERRORTYPE_BY_STATUS.get(status, "ERROR"), reason))
         try:
