@@ -463,3 +463,31 @@ def test_a_signal_mid_message_completes_it_then_writes_the_last_state(
         # Up to date: the last record written, or the one before if the signal came while
         # the last one was being written. A page of duplicates at most otherwise.
         assert resumes[-1] in written[-2:]
+
+
+def test_a_signal_ends_the_run_at_once_while_every_request_hangs(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    """The main thread waits on a prefetch queue, workers on the network: neither holds it."""
+    sandbox = make_sandbox(projects=2, feedbacks_per_project=[300, 100])
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url, page_size=10))
+    with subprocess.Popen(
+        [*tap_command(), "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if '"type":"RECORD","stream":"feedbacks"' in line.replace(" ", ""):
+                break
+        sandbox.faults.hang_seconds = 60
+        sandbox.faults.hang_every_n = 1
+        while getattr(sandbox.faults, "_count", 0) == 0:  # a request now hangs
+            time.sleep(0.01)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=20)  # far less than the hang
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr
+    last = json.loads(stdout.splitlines()[-1])
+    assert last["type"] == "STATE"
