@@ -486,7 +486,11 @@ def test_a_signal_ends_the_run_at_once_while_every_request_hangs(
         while getattr(sandbox.faults, "_count", 0) == 0:  # a request now hangs
             time.sleep(0.01)
         process.send_signal(signal.SIGTERM)
-        stdout, stderr = process.communicate(timeout=20)  # far less than the hang
+        try:
+            stdout, stderr = process.communicate(timeout=20)  # far less than the hang
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
     assert process.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr
     last = json.loads(stdout.splitlines()[-1])
