@@ -110,4 +110,19 @@ def state_problem(text: str) -> str | None:
             except (TypeError, ValueError):
                 value = partition.get("replication_key_value")
                 return f"bookmarks.{stream}: replication_key_value {value!r} is not a date-time"
+            if problem := resume_problem(partition.get(RESUME_KEY)):
+                return f"bookmarks.{stream}: '{RESUME_KEY}' {problem}"
+    return None
+
+
+def resume_problem(resume: t.Any) -> str | None:
+    """What makes ``resume`` no resume point, if anything (``None`` is none at all)."""
+    if resume is None:
+        return None
+    if not isinstance(resume, dict) or not isinstance(resume.get("after"), str):
+        return "must be an object naming a feedback id in 'after'"
+    try:
+        normalize_timestamp(resume.get("newest"))
+    except (TypeError, ValueError):
+        return f"has a 'newest' that is not a date-time: {resume.get('newest')!r}"
     return None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tap_usersnap.state import RESUME_KEY, normalize_timestamp
+from tap_usersnap.state import RESUME_KEY, normalize_timestamp, state_problem
 from tap_usersnap.streams import MAX_CURSOR_RESTARTS
 from tap_usersnap.tap import TapUsersnap
 from tap_usersnap.writer import Interrupted
@@ -495,3 +495,23 @@ def test_a_signal_ends_the_run_at_once_while_every_request_hangs(
     assert "Traceback" not in stderr
     last = json.loads(stdout.splitlines()[-1])
     assert last["type"] == "STATE"
+
+
+@pytest.mark.parametrize(
+    ("resume", "problem"),
+    [
+        pytest.param("abc", "naming a feedback id", id="not-an-object"),
+        pytest.param({"newest": "2024-01-01T00:00:00Z"}, "naming a feedback id", id="no-after"),
+        pytest.param({"after": "f1", "newest": "soon"}, "not a date-time", id="newest-not-a-date"),
+        pytest.param({"after": "f1", "newest": None}, None, id="valid-nothing-written-yet"),
+        pytest.param({"after": "f1", "newest": "2024-01-01T00:00:00Z"}, None, id="valid"),
+    ],
+)
+def test_a_resume_point_is_checked_before_the_run(resume: t.Any, problem: str | None):
+    partition = {"context": {"project_id": "p"}, RESUME_KEY: resume}
+    found = state_problem(json.dumps({"bookmarks": {"feedbacks": {"partitions": [partition]}}}))
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert problem in found
