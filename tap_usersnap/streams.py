@@ -108,7 +108,7 @@ class ProjectsStream(UsersnapStream):
                     f"project_ids: Usersnap does not know project(s) {', '.join(unknown)} "
                     f"(the credentials can see {len(known)} project(s))"
                 )
-                raise UsersnapAPIError(msg, status=400, errortype="SITE_NOT_FOUND")
+                raise UsersnapError(msg)
             projects = [project for project in projects if project.get("project_id") in wanted]
         self._announce_children(projects)
         yield from projects
@@ -171,7 +171,7 @@ class ProjectChildStream(UsersnapStream):
         try:
             for records in self.fetched(context):
                 yield from records
-        except (UsersnapAPIError, CursorRefusedError) as error:
+        except UsersnapAPIError as error:
             if not refuses_project(error):
                 raise
             skip_refused_project(self, context, error)

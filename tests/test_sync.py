@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from tap_usersnap.client import UsersnapAPIError
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.streams import normalize_timestamp
 from tap_usersnap.tap import TapUsersnap
 from tests.helpers import (
@@ -160,7 +160,7 @@ def test_project_ids_selects_projects(sandbox: Sandbox):
 
 def test_unknown_project_id_fails_naming_it(sandbox: Sandbox):
     known = sandbox.store.project_ids()[0]
-    with pytest.raises(UsersnapAPIError, match="no-such-project") as error:
+    with pytest.raises(UsersnapError, match="no-such-project") as error:
         sync(base_config(sandbox.url, project_ids=[known, "no-such-project"]))
     assert "project_ids" in str(error.value)
     assert not any("/feedbacks" in path for _m, path, _s in sandbox.requests)
