@@ -245,7 +245,7 @@ def run_and_signal(
 @pytest.mark.parametrize(
     ("sizes", "page_size", "latency_ms", "window"),
     [
-        pytest.param([120, 60, 30], 1, 15, 2.5, id="pages-of-1"),
+        pytest.param([200, 100, 50], 1, 15, 1.2, id="pages-of-1"),
         pytest.param([450, 250, 100], 100, 300, 1.5, id="pages-of-100"),
     ],
 )
