@@ -7,7 +7,7 @@ import json
 import re
 import typing as t
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -355,3 +355,24 @@ def test_fields_the_api_does_not_promise_may_be_missing(
     assert any(keyless in r.getMessage() and "api_key" in r.getMessage() for r in caplog.records)
     for partition in result.bookmarks().values():
         assert partition["replication_key_value"]
+
+
+def test_a_start_date_past_the_bookmark_leaves_a_gap_a_later_run_fills(sandbox: Sandbox):
+    project_id = sandbox.store.project_ids()[0]
+    config = base_config(sandbox.url, project_ids=[project_id])
+    first = sync(config)
+    changed = sandbox.store.change_feedbacks(project_id, 5)  # after the bookmark
+    last_change = max(
+        datetime.fromisoformat(
+            normalize_timestamp(sandbox.store.feedback(project_id, fid)["updated_at"])
+        )
+        for fid in changed
+    )
+    added = sandbox.store.add_feedbacks(project_id, 3)  # later still
+    start_date = (last_change + timedelta(microseconds=1)).isoformat()
+
+    second = sync({**config, "start_date": start_date}, state=first.state)
+    assert set(second.ids()) == set(added)  # the changes lie before start_date: not read
+
+    third = sync(config, state=second.state)  # start_date removed: the gap is read
+    assert set(changed) <= set(third.ids())
