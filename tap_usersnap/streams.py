@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import sys
 import typing as t
-from datetime import UTC, datetime
-from urllib.parse import parse_qs, urlparse
+from dataclasses import dataclass
+from http import HTTPStatus
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.pagination import SinglePagePaginator
+from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
 from tap_usersnap.envelope import payload
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
+from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -28,31 +32,44 @@ if t.TYPE_CHECKING:
 
 SCHEMAS = SchemaDirectory(schemas)
 
-#: Partition-state key of an interrupted project: where to continue, and the newest
-#: ``updated_at`` the interrupted run had seen (the bookmark it would have written).
-RESUME_KEY = "resume"
 #: Context key (internal) carrying the cursor a resumed project starts from.
 START_AFTER = "start_after"
+#: A project whose cursors the API keeps refusing is read again from its first page at
+#: most this many times, then left for the next run.
+MAX_CURSOR_RESTARTS = 3
+#: Statuses with which the API refuses a cursor (documented: 400; its feedback is gone).
+CURSOR_REFUSED = frozenset({HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND})
 
 
-API_FORM = "2024-01-01T00:00:00.000000Z"
+class CursorRefusedError(UsersnapError):
+    """A project refused the cursors of every restart: it is left for the next run."""
 
 
-def normalize_timestamp(value: str | None) -> str | None:
-    """One fixed UTC format, so bookmarks compare as strings whatever the API sends."""
-    if not value:
-        return None
-    if (
-        len(value) == len(API_FORM)
-        and value[19] == "."
-        and value[-1] == "Z"
-        and value[20:26].isdigit()
-    ):
-        return value[:-1] + "+00:00"  # the API's usual form: only the zone differs
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+def refuses_project(error: Exception) -> bool:
+    """Whether ``error`` is about one project (access removed, deleted), not the whole run."""
+    if isinstance(error, CursorRefusedError):
+        return True
+    return isinstance(error, UsersnapAPIError) and (
+        error.status in {HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND}
+        or error.errortype == "SITE_NOT_FOUND"
+    )
+
+
+def skip_refused_project(stream: UsersnapStream, context: Context, error: Exception) -> None:
+    """Go on with the other projects; the run fails naming this one once all is synced."""
+    project_id = context["project_id"]
+    stream.logger.warning("Skipping the %s of project %s: %s", stream.name, project_id, error)
+    stream.usersnap_tap.refused_projects.setdefault(project_id, f"{stream.name}: {error}")
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """Where a project's feedback is read from (``after``) and down to (``floor``)."""
+
+    floor: str | None
+    after: str | None = None
+    #: The newest ``updated_at`` an interrupted run wrote: the bookmark to be.
+    newest: str | None = None
 
 
 class ProjectsStream(UsersnapStream):
@@ -85,14 +102,14 @@ class ProjectsStream(UsersnapStream):
         projects = list(self.request_records(context))
         wanted = self.config.get("project_ids")
         if wanted:
-            known = {project["project_id"] for project in projects}
+            known = {project.get("project_id") for project in projects}
             if unknown := [project_id for project_id in wanted if project_id not in known]:
                 msg = (
                     f"project_ids: Usersnap does not know project(s) {', '.join(unknown)} "
                     f"(the credentials can see {len(known)} project(s))"
                 )
-                raise UsersnapAPIError(msg, status=400, errortype="SITE_NOT_FOUND")
-            projects = [project for project in projects if project["project_id"] in wanted]
+                raise UsersnapError(msg)
+            projects = [project for project in projects if project.get("project_id") in wanted]
         self.run_report.projects_total = len(projects)
         self._announce_children(projects)
         yield from projects
@@ -101,6 +118,8 @@ class ProjectsStream(UsersnapStream):
         """Let workers fetch every project's children in the order the SDK will sync them."""
         prefetcher = self.usersnap_tap.prefetcher
         for project in projects:
+            if not project.get("project_id"):
+                continue
             child_context = self.get_child_context(project, None)
             for child in self.child_streams:
                 if child.selected or child.has_selected_descendents:
@@ -111,7 +130,17 @@ class ProjectsStream(UsersnapStream):
 
     @override
     def get_child_context(self, record: Record, context: Context | None) -> dict[str, t.Any]:
-        return {"project_id": record["project_id"], "api_key": record["api_key"]}
+        return {"project_id": record["project_id"], "api_key": record.get("api_key")}
+
+    @override
+    def generate_child_contexts(
+        self, record: Record, context: Context | None
+    ) -> Iterable[Context | None]:
+        """No child context for a project without an id: nothing of it can be addressed."""
+        if not record.get("project_id"):
+            self.logger.warning("A project without project_id: its feedback cannot be read")
+            return
+        yield from super().generate_child_contexts(record, context)
 
 
 class ProjectChildStream(UsersnapStream):
@@ -140,8 +169,13 @@ class ProjectChildStream(UsersnapStream):
             self.logger.warning(
                 "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
             )
-        for records in self.fetched(context):
-            yield from records
+        try:
+            for records in self.fetched(context):
+                yield from records
+        except UsersnapAPIError as error:
+            if not refuses_project(error):
+                raise
+            skip_refused_project(self, context, error)
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
@@ -219,83 +253,120 @@ class FeedbacksStream(UsersnapStream):
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
-        """One item a page: the cursor it was requested with, and its feedbacks."""
+        """One item a page: ``{"feedbacks": [...]}``."""
         feedbacks = list(super().parse_response(response))
         for feedback in feedbacks:
             feedback["updated_at"] = normalize_timestamp(feedback.get("updated_at"))
-        after = parse_qs(urlparse(str(response.request.url)).query).get("after", [None])[0]
-        yield {"after": after, "feedbacks": feedbacks}
+        yield {"feedbacks": feedbacks}
 
-    def starting_floor(self, context: Context) -> str | None:
-        """The oldest ``updated_at`` to read: the bookmark, or ``start_date``, the later."""
+    def starting_point(self, context: Context) -> StartingPoint:
+        """Where to read, by the SDK's own starting value; FULL_TABLE: all, down to start_date.
+
+        Idempotent (the prefetcher asks first, then the sync). A bookmark the settings no
+        longer cover is dropped, with a warning.
+        """
+        start_date = normalize_timestamp(self.config.get("start_date"))
+        if self.replication_method != REPLICATION_INCREMENTAL:
+            return StartingPoint(floor=start_date)
         state = self.get_context_state(context)
-        bookmark = state.get("replication_key_value")
-        if state.get("replication_key") != self.replication_key:
-            bookmark = None
-        floors = [normalize_timestamp(v) for v in (bookmark, self.config.get("start_date")) if v]
-        return max(t.cast("list[str]", floors), default=None)
+        scope = {
+            "filters": filters_fingerprint(self.config.get("filters")),
+            "start_date": start_date,
+        }
+        if reason := rescope(state, scope):
+            self.logger.warning(
+                "Project %s: its bookmark does not cover what the settings ask for (%s): "
+                "reading all its feedback again",
+                context["project_id"],
+                reason,
+            )
+        self._write_starting_replication_value(context)
+        resume = state.get(RESUME_KEY) or {}
+        return StartingPoint(
+            floor=normalize_timestamp(self.get_starting_replication_key_value(context)),
+            after=resume.get("after"),
+            newest=resume.get("newest"),
+        )
 
     def pages(
         self, context: Context, floor: str | None, start_after: str | None
     ) -> Iterator[dict[str, t.Any]]:
         """Pages down to the first one that reaches below ``floor``: no request after it.
 
-        A resumed project starts at ``start_after``; if the API rejects that cursor (its
-        feedback was deleted), the project is read again from its first page.
+        A cursor the API refuses (its feedback was deleted meanwhile, or a stale resume
+        point) restarts the project from its first page, a bounded number of times.
         """
-        resuming = start_after is not None
-        try:
-            for page in self.request_records(
-                {**context, START_AFTER: start_after} if resuming else context
-            ):
-                resuming = False  # only the first request may refuse the cursor
-                yield page
-                oldest = page["feedbacks"][-1]["updated_at"] if page["feedbacks"] else None
-                if floor and oldest and oldest < floor:
-                    return
-        except UsersnapAPIError as exc:
-            if not resuming or exc.status not in {400, 404}:
-                raise
-            self.logger.warning(
-                "Cursor %s of project %s was refused (%s); reading the project from its start",
-                start_after,
-                context["project_id"],
-                exc.errortype,
-            )
-            yield from self.pages(context, floor, None)
+        after = start_after
+        for restart in range(MAX_CURSOR_RESTARTS + 1):
+            with_cursor = after is not None
+            try:
+                for page in self.request_records(
+                    {**context, START_AFTER: after} if after else context
+                ):
+                    with_cursor = True  # every later request carries a cursor
+                    yield page
+                    feedbacks = page["feedbacks"]
+                    oldest = feedbacks[-1]["updated_at"] if feedbacks else None
+                    if floor and oldest and oldest < floor:
+                        return
+                return
+            except UsersnapAPIError as error:
+                if not with_cursor or error.status not in CURSOR_REFUSED:
+                    raise
+                self.logger.warning(
+                    "Project %s refused a cursor (%s): reading it again from its first page "
+                    "(restart %d of %d)",
+                    context["project_id"],
+                    error,
+                    restart + 1,
+                    MAX_CURSOR_RESTARTS,
+                )
+                after = None
+        msg = (
+            f"Project {context['project_id']} refused a cursor at each of "
+            f"{MAX_CURSOR_RESTARTS} restarts: its feedback is left for the next run"
+        )
+        raise CursorRefusedError(msg)
 
     @override
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
-        """Pages from the resume cursor down to the floor, both read from state now."""
-        floor = self.starting_floor(context)
-        start_after = (self.get_context_state(context).get(RESUME_KEY) or {}).get("after")
-        return lambda: self.pages(context, floor, start_after)
+        """Pages from the starting point, decided now: the worker reads no state."""
+        start = self.starting_point(context)
+        return lambda: self.pages(context, start.floor, start.after)
 
     @override
     def get_records(self, context: Context | None) -> Iterable[dict[str, t.Any]]:
+        """Feedback down to the floor; the resume point only ever names a written record."""
         if context is None:
             msg = "feedbacks are read per project"
             raise ValueError(msg)
-        state = self.get_context_state(context)
-        floor = self.starting_floor(context)
-        newest = (state.get(RESUME_KEY) or {}).get("newest")
+        start = self.starting_point(context)
+        incremental = self.replication_method == REPLICATION_INCREMENTAL
+        state = self.get_context_state(context) if incremental else {}
+        newest = start.newest
         if newest:
-            # What the interrupted run saw stays the candidate bookmark of this project.
+            # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
-        for page in self.fetched(context):
-            feedbacks = page["feedbacks"]
-            if feedbacks and (first := feedbacks[0]["updated_at"]):
-                newest = max(newest or first, first)
-            state[RESUME_KEY] = {"after": page["after"], "newest": newest}
-            for feedback in feedbacks:
-                updated_at = feedback["updated_at"]
-                if floor and updated_at and updated_at < floor:
-                    break
-                if feedback is feedbacks[-1]:
-                    # A STATE written after this record (the SDK writes one every page_size
-                    # records) may already point past this page.
-                    state[RESUME_KEY] = {"after": feedback["feedback_id"], "newest": newest}
-                yield feedback
+        try:
+            for page in self.fetched(context):
+                for feedback in page["feedbacks"]:
+                    updated_at = feedback["updated_at"]
+                    if start.floor and updated_at and updated_at < start.floor:
+                        break
+                    yield feedback
+                    # Written now. A STATE the SDK wrote right after it names the one before.
+                    if incremental and (feedback_id := feedback.get("feedback_id")):
+                        if updated_at and (newest is None or updated_at > newest):
+                            newest = updated_at
+                        state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+        except (UsersnapAPIError, CursorRefusedError) as error:
+            if not refuses_project(error):
+                raise
+            skip_refused_project(self, context, error)
+            # The SDK promotes progress markers to the bookmark when the partition ends:
+            # nothing read before the refusal may move it. The resume point stays valid.
+            state.pop(PROGRESS_MARKERS, None)
+            return
         state.pop(RESUME_KEY, None)

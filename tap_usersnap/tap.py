@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import sys
 import typing as t
 from functools import cached_property
@@ -16,17 +15,18 @@ from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.run_report import RunReport
+from tap_usersnap.state import normalize_timestamp, state_problem
 from tap_usersnap.streams import (
     FeedbacksStream,
     ProjectAssigneesStream,
     ProjectMetricsStream,
     ProjectsStream,
-    normalize_timestamp,
 )
 from tap_usersnap.transport import RateLimitGate, shared_session
-from tap_usersnap.writer import UsersnapMessageWriter
+from tap_usersnap.writer import Interrupted, UsersnapMessageWriter
 
 if t.TYPE_CHECKING:
     import requests
@@ -35,6 +35,9 @@ if sys.version_info >= (3, 12):
     from typing import override
 else:
     from typing_extensions import override
+
+if t.TYPE_CHECKING:
+    from types import FrameType
 
 FILTER_TYPES = [
     "assignee",
@@ -51,29 +54,6 @@ FILTER_OPERATORS = ["eq", "neq", "in", "not_in", "gt", "gte", "lt", "lte", "like
 ISO_8601_DATE_TIME = (
     r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 )
-
-
-def state_problem(text: str) -> str | None:
-    """What makes ``text`` no Singer state this tap can resume from, if anything."""
-    try:
-        state = json.loads(text)
-    except ValueError as exc:
-        return f"not valid JSON ({exc})"
-    if not isinstance(state, dict) or not isinstance(state.get("bookmarks", {}), dict):
-        return "not a Singer state: expected an object with a 'bookmarks' object"
-    for stream, stream_state in state.get("bookmarks", {}).items():
-        partitions = stream_state.get("partitions", []) if isinstance(stream_state, dict) else None
-        if not isinstance(partitions, list) or not all(
-            isinstance(p, dict) and isinstance(p.get("context"), dict) for p in partitions
-        ):
-            return f"bookmarks.{stream}: 'partitions' must be objects, each with a 'context'"
-        for partition in [stream_state, *partitions]:
-            try:
-                normalize_timestamp(partition.get("replication_key_value"))
-            except (TypeError, ValueError):
-                value = partition.get("replication_key_value")
-                return f"bookmarks.{stream}: replication_key_value {value!r} is not a date-time"
-    return None
 
 
 class TapUsersnap(Tap):
@@ -191,7 +171,10 @@ class TapUsersnap(Tap):
             if problem := state_problem(text):
                 raise click.BadParameter(problem, param_hint="'--state'")
             state = io.StringIO(text)
-        super().invoke(state=state, **kwargs)
+        try:
+            super().invoke(state=state, **kwargs)
+        except Interrupted as stop:
+            sys.exit(128 + stop.signum)  # what a shell reports for a process a signal ended
 
     @override
     @classmethod
@@ -209,6 +192,8 @@ class TapUsersnap(Tap):
         return super().cb_config(ctx, param, value)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        #: Why a project's lists could not be read, by project id: the run goes on without it.
+        self.refused_projects: dict[str, str] = {}
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -224,6 +209,39 @@ class TapUsersnap(Tap):
         except ValueError as exc:
             return [f"{start_date!r} is not a valid date-time ({exc}) in config['start_date']"]
         return []
+
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        """Stop where the main thread is, never inside a message: ``sync_all`` ends the run.
+
+        The SDK's handler writes the state from inside the signal handler, wherever it lands.
+        """
+        writer = self.__dict__.get("message_writer")
+        if not isinstance(writer, UsersnapMessageWriter):
+            raise Interrupted(signum)  # still starting: nothing written, nothing to add
+        writer.interrupt(signum)
+
+    @override  # type: ignore[misc]  # final in the SDK, yet the one place that ends a run
+    def sync_all(self) -> None:
+        """Sync, then end as the run went: the last STATE always out before any failure.
+
+        After a signal, the state as it stands names only written records. Projects the API
+        refused were skipped with their bookmarks left as they were; the run fails naming them.
+        """
+        try:
+            super().sync_all()
+        except Interrupted:
+            self.state_writer.write_state(self.state)
+            raise
+        finally:
+            t.cast("UsersnapMessageWriter", self.message_writer).run_ended()
+        if self.refused_projects:
+            reasons = "; ".join(f"{pid}: {why}" for pid, why in self.refused_projects.items())
+            msg = (
+                f"Usersnap refused {len(self.refused_projects)} project(s), synced everything "
+                f"else; their bookmarks did not move. Check access to them: {reasons}"
+            )
+            raise UsersnapError(msg)
 
     @override
     def discover_streams(self) -> list[Stream]:

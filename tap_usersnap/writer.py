@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import io
 import logging
+import os
+import signal
 import sys
 import typing as t
 
@@ -35,6 +37,17 @@ def replace_lone_surrogates(value: t.Any) -> t.Any:
     return value
 
 
+class Interrupted(BaseException):
+    """A termination signal, raised in the main thread between two whole messages.
+
+    A BaseException, like KeyboardInterrupt: no ``except Exception`` may swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
 def _flush_if_open(output: io.BufferedWriter) -> None:
     """Flush at exit what is left, unless whoever owns standard output closed it first."""
     if not output.raw.closed:
@@ -52,13 +65,52 @@ class UsersnapMessageWriter(MsgSpecWriter):
     def __init__(self) -> None:
         super().__init__()
         self._buffered: io.BufferedWriter | None = None
+        self._writing = False
+        self._pending_signal: int | None = None
+        self._stopping = False
 
     @override
     def write_message(self, message: Message) -> None:
-        output = self._output()
-        output.write(self.format_message(message))
-        if message.type != SingerMessageType.RECORD:
-            output.flush()
+        """Write one whole message: a signal arriving meanwhile waits until it is out."""
+        self._writing = True
+        try:
+            output = self._output()
+            output.write(self.format_message(message))
+            if message.type != SingerMessageType.RECORD:
+                output.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+        finally:
+            self._writing = False
+        if self._pending_signal is not None:
+            self.interrupt(self._pending_signal)
+
+    def interrupt(self, signum: int) -> None:
+        """Raise :class:`Interrupted` now, or after the message being written; once only.
+
+        A signal handler calls this: a buffered writer is not reentrant, and a message cut
+        in half, followed by a STATE, would corrupt the stream.
+        """
+        if self._stopping:
+            return
+        if self._writing:
+            self._pending_signal = signum
+            return
+        self._stopping = True
+        raise Interrupted(signum)
+
+    def run_ended(self) -> None:
+        """The run is over (its last STATE out, or its failure on its way): signals are moot."""
+        self._stopping = True
+
+    def _reader_gone(self) -> t.NoReturn:
+        """Whoever read standard output stopped (``| head``): exit quietly, non-zero."""
+        logger.error("Standard output was closed by its reader: stopping")
+        # What is still buffered can go nowhere; without this, Python's exit would try.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(128 + signal.SIGPIPE)
 
     def _output(self) -> t.BinaryIO:
         stdout = sys.stdout.buffer

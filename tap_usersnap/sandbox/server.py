@@ -64,10 +64,19 @@ class Faults:
     hang_every_n: int = 0
     hang_seconds: float = 5.0
     fail_forever_status: int | None = None
+    # The project with this id (or api_key) is refused with refuse_status (403, 404, or 400
+    # SITE_NOT_FOUND) once refuse_after of its requests were served: access removed, deleted.
+    refuse_project: str | None = None
+    refuse_status: int = 403
+    refuse_after: int = 0
+    # The next delete_cursors list requests that carry a cursor delete its feedback first,
+    # so the API refuses the cursor (400 FEEDBACK_NOT_FOUND): deleted between two pages.
+    delete_cursors: int = 0
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
         object.__setattr__(self, "_count", 0)
+        object.__setattr__(self, "_refuse_served", 0)
 
     def tick(self) -> int:
         """Count one API request and return its 1-based number since the last change."""
@@ -86,7 +95,9 @@ class Faults:
         for name, value in values.items():
             if name not in known:
                 raise validation_error(name, "unknown fault field")
-            if value is not None and (
+            if name == "refuse_project" and (value is None or isinstance(value, str)):
+                pass
+            elif value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
             ):
                 raise validation_error(name, "must be a number or null")
@@ -486,6 +497,12 @@ class Sandbox:
         call = _Call(
             segments[1] if len(segments) > 1 else "", parse_qs(query, keep_blank_values=True), body
         )
+        if self._refused(call.project):
+            status = self.faults.refuse_status
+            if status == HTTPStatus.BAD_REQUEST:  # how the API answers for a deleted project
+                return _error(ApiError(status, "SITE_NOT_FOUND", "Site does not exist"))
+            reason = HTTPStatus(status).phrase
+            return _error(ApiError(status, _ERRORTYPE_BY_STATUS.get(status, "ERROR"), reason))
         try:
             status, data = endpoint(call)
         except ApiError as err:
@@ -498,6 +515,29 @@ class Sandbox:
             return None
         return self._routes.get((method, *seg[2:]))
 
+    def _refused(self, project: str) -> bool:
+        """Whether the refuse_project fault applies to this request for ``project``."""
+        faults = self.faults
+        wanted = faults.refuse_project
+        if not wanted or project not in {
+            wanted,
+            *(p["api_key"] for p in self.store.projects() if p["project_id"] == wanted),
+        }:
+            return False
+        with self._lock:
+            served = getattr(faults, "_refuse_served", 0)
+            object.__setattr__(faults, "_refuse_served", served + 1)
+        return served >= faults.refuse_after
+
+    def _delete_cursor(self, call: _Call, after: str | None) -> None:
+        """The delete_cursors fault: the cursor's feedback goes just before it is used."""
+        with self._lock:
+            if not after or self.faults.delete_cursors <= 0:
+                return
+            object.__setattr__(self.faults, "delete_cursors", self.faults.delete_cursors - 1)
+        with contextlib.suppress(KeyError):
+            self.store.delete_feedback(call.project, after)
+
     def _projects(self, _call: _Call) -> tuple[int, Any]:
         projects = self.store.projects()
         return 200, {"has_more": False, "count": len(projects), "projects": projects}
@@ -505,6 +545,7 @@ class Sandbox:
     def _list(self, call: _Call) -> tuple[int, Any]:
         self.store.check_project(call.project)  # an unknown project wins over a bad limit
         page = PageRequest.from_query(call.query)
+        self._delete_cursor(call, page.after)
         return 200, self.store.list_feedbacks(call.project, page.limit, page.after, page.before)
 
     def _count(self, call: _Call) -> tuple[int, Any]:
@@ -513,6 +554,7 @@ class Sandbox:
     def _filter(self, call: _Call) -> tuple[int, Any]:
         self.store.check_project(call.project)
         page = PageRequest.from_query(call.query)
+        self._delete_cursor(call, page.after)
         data = self.store.filter_feedbacks(
             call.project, call.json(), page.limit, page.after, page.before
         )
