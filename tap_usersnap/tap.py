@@ -97,7 +97,8 @@ class TapUsersnap(Tap):
             "start_date",
             th.DateTimeType(pattern=ISO_8601_DATE_TIME),
             title="Start date",
-            description="Only feedback updated at or after this instant, on a sync without state.",
+            description="Only feedback updated at or after this instant. Moved earlier than "
+            "a project's bookmark covers, the project is read again down to it.",
         ),
         th.Property(
             "page_size",
@@ -123,7 +124,8 @@ class TapUsersnap(Tap):
             title="Feedback filters",
             description="Filters for `POST /projects/{id}/feedbacks/filter`, e.g. "
             '`[{"filter_type": "state", "operator": "eq", "value": "done"}]`. When set, '
-            "feedbacks come from the filter endpoint, newest `updated_at` first.",
+            "feedbacks come from the filter endpoint, newest `updated_at` first. Changed "
+            "filters re-read every project (a bookmark covers only its own filter set).",
         ),
         th.Property(
             "request_timeout",
@@ -138,8 +140,9 @@ class TapUsersnap(Tap):
             default=8,
             title="Maximum retries",
             description="Retries of a request after a 429, a 5xx, a timeout, a dropped "
-            "connection or a malformed body, with exponential backoff (honouring "
-            "`Retry-After`, at most 60 s a wait).",
+            "connection or a malformed body, with exponential backoff that `Retry-After` can "
+            "only lengthen, at most 60 s a wait. A connection that cannot be opened gets at "
+            "most 3 quick retries; certificate and DNS failures none.",
         ),
         th.Property(
             "jwt_lifetime_seconds",
