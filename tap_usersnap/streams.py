@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import typing as t
 from dataclasses import dataclass
+from functools import cached_property
 from http import HTTPStatus
 
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -14,6 +15,7 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
+from tap_usersnap.completeness import FeedbackCountStream, check_count
 from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
@@ -344,6 +346,7 @@ class FeedbacksStream(UsersnapStream):
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
+        read = 0
         if newest:
             # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
@@ -356,6 +359,7 @@ class FeedbacksStream(UsersnapStream):
                     if start.floor and updated_at and updated_at < start.floor:
                         break
                     yield feedback
+                    read += 1
                     # Written now. A STATE the SDK wrote right after it names the one before.
                     if incremental and (feedback_id := feedback.get("feedback_id")):
                         if updated_at and (newest is None or updated_at > newest):
@@ -370,3 +374,10 @@ class FeedbacksStream(UsersnapStream):
             state.pop(PROGRESS_MARKERS, None)
             return
         state.pop(RESUME_KEY, None)
+        if start.floor is None and start.after is None:  # every feedback of the project
+            check_count(self.feedback_count, self.stream_report, context["project_id"], read)
+
+    @cached_property
+    def feedback_count(self) -> FeedbackCountStream:
+        """Asks the API how many feedbacks a project holds."""
+        return FeedbackCountStream(self._tap)

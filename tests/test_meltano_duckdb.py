@@ -11,6 +11,8 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+import os
+import signal
 import subprocess
 import sys
 import typing as t
@@ -19,15 +21,20 @@ from pathlib import Path
 import duckdb
 
 from tests.warehouse_helpers import (
+    ROOT,
     SANDBOX_JWT_ID,
     SANDBOX_JWT_SECRET,
     WAREHOUSE_COUNTS,
+    descendants,
+    edit_sandbox,
     expected_per_project,
     meltano,
+    meltano_bin,
     meltano_env,
     meltano_state,
     parse_ts,
     plugin_python,
+    wait_for,
 )
 
 if t.TYPE_CHECKING:
@@ -232,3 +239,82 @@ def test_target_duckdb_loads_every_row(tmp_path: Path, wh_sandbox: Sandbox) -> N
         loaded = query(db, f'SELECT count(*) FROM {SCHEMA}."{stream}"')[0][0]
         assert loaded == len(emitted), f"{stream}: {loaded} rows loaded, {len(emitted)} sent"
     assert query(db, f"SELECT id, v FROM {SCHEMA}.single") == [("only", 1)]
+
+
+# --- the reconcile (issue 10) ------------------------------------------------------------
+
+
+def warehouse_rows(db: Path) -> dict[str, tuple[t.Any, ...]]:
+    """feedback_id -> (status_type, priority, updated_at, _sdc_deleted_at is set)."""
+    rows = query(
+        db,
+        f"SELECT feedback_id, status_type, priority, updated_at, _sdc_deleted_at IS NOT NULL "
+        f"FROM {SCHEMA}.feedbacks",
+    )
+    assert len(rows) == len({row[0] for row in rows}), "a feedback twice"
+    return {row[0]: row[1:] for row in rows}
+
+
+def stop_the_tap_midway(env: dict[str, str], sandbox: Sandbox) -> int:
+    """`meltano run usersnap-reconcile`, its tap sent SIGTERM once it read a few pages."""
+    sandbox.faults.update({"latency_ms": 30})
+    sandbox.reset_requests()
+    proc = subprocess.Popen(
+        [meltano_bin(), "--environment=sandbox", "run", "usersnap-reconcile"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: sum("/feedbacks" in path for _, path, _ in sandbox.requests) >= 3, 120)
+        (tap,) = [pid for pid, cmd in descendants(proc.pid) if "bin/tap-usersnap" in cmd]
+        os.kill(tap, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        sandbox.faults.reset()
+    assert SANDBOX_JWT_SECRET not in stderr
+    return proc.returncode
+
+
+def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandbox: Sandbox):
+    db = tmp_path / "warehouse.duckdb"
+    env = meltano_env(wh_sandbox, tmp_path, TARGET_DUCKDB_FILEPATH=str(db))
+    store = wh_sandbox.store
+    meltano(["--environment=sandbox", "run", "usersnap-to-warehouse"], env)
+    bookmarks = meltano_state(env, "target-duckdb")
+    loaded = warehouse_rows(db)
+    edits = edit_sandbox(wh_sandbox)
+
+    # A reconcile the API fails midway, and one stopped by SIGTERM: nothing is removed.
+    wh_sandbox.faults.update({"status_every_n": 4, "burst": 3, "status_code": 500})
+    failed = meltano(["--environment=sandbox", "run", "usersnap-reconcile"], env, check=False)
+    wh_sandbox.faults.reset()
+    assert failed.returncode != 0
+    assert "Usersnap API answered 500" in failed.stderr
+    assert stop_the_tap_midway(env, wh_sandbox) != 0
+    after_failures = warehouse_rows(db)
+    assert set(after_failures) >= set(loaded)
+    assert not [fid for fid, row in after_failures.items() if row[-1]], "a row was removed"
+
+    # A complete reconcile: deleted feedbacks soft-deleted, every other row once and current.
+    meltano(["--environment=sandbox", "run", "usersnap-reconcile"], env)
+    current = {f["feedback_id"]: f for pid in store.project_ids() for f in store.feedbacks(pid)}
+    rows = warehouse_rows(db)
+    assert {fid for fid, row in rows.items() if row[-1]} == set(edits.deleted)
+    assert {fid for fid, row in rows.items() if not row[-1]} == set(current)
+    for fid in edits.changed + edits.added:
+        api = current[fid]
+        assert rows[fid][:3] == (api["status_type"], api["priority"], parse_ts(api["updated_at"]))
+    assert meltano_state(env, "target-duckdb") == bookmarks  # the incremental job's, untouched
+
+    # The incremental job runs on from its bookmarks; a deleted row stays deleted.
+    changed = store.change_feedbacks(store.project_ids()[2], 3)
+    meltano(["--environment=sandbox", "run", "usersnap-to-warehouse"], env)
+    rows = warehouse_rows(db)
+    assert {fid for fid, row in rows.items() if row[-1]} == set(edits.deleted)
+    for fid in changed:
+        api = store.feedback(store.project_ids()[2], fid)
+        assert rows[fid][:3] == (api["status_type"], api["priority"], parse_ts(api["updated_at"]))
