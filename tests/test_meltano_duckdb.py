@@ -11,8 +11,6 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
-import os
-import signal
 import subprocess
 import sys
 import typing as t
@@ -21,20 +19,17 @@ from pathlib import Path
 import duckdb
 
 from tests.warehouse_helpers import (
-    ROOT,
     SANDBOX_JWT_ID,
     SANDBOX_JWT_SECRET,
     WAREHOUSE_COUNTS,
-    descendants,
     edit_sandbox,
     expected_per_project,
     meltano,
-    meltano_bin,
     meltano_env,
     meltano_state,
     parse_ts,
     plugin_python,
-    wait_for,
+    stop_the_tap_midway,
 )
 
 if t.TYPE_CHECKING:
@@ -255,30 +250,6 @@ def warehouse_rows(db: Path) -> dict[str, tuple[t.Any, ...]]:
     return {row[0]: row[1:] for row in rows}
 
 
-def stop_the_tap_midway(env: dict[str, str], sandbox: Sandbox) -> int:
-    """`meltano run usersnap-reconcile`, its tap sent SIGTERM once it read a few pages."""
-    sandbox.faults.update({"latency_ms": 30})
-    sandbox.reset_requests()
-    proc = subprocess.Popen(
-        [meltano_bin(), "--environment=sandbox", "run", "usersnap-reconcile"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_for(lambda: sum("/feedbacks" in path for _, path, _ in sandbox.requests) >= 3, 120)
-        (tap,) = [pid for pid, cmd in descendants(proc.pid) if "bin/tap-usersnap" in cmd]
-        os.kill(tap, signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-        sandbox.faults.reset()
-    assert SANDBOX_JWT_SECRET not in stderr
-    return proc.returncode
-
-
 def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandbox: Sandbox):
     db = tmp_path / "warehouse.duckdb"
     env = meltano_env(wh_sandbox, tmp_path, TARGET_DUCKDB_FILEPATH=str(db))
@@ -294,7 +265,7 @@ def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandb
     wh_sandbox.faults.reset()
     assert failed.returncode != 0
     assert "Usersnap API answered 500" in failed.stderr
-    assert stop_the_tap_midway(env, wh_sandbox) != 0
+    assert stop_the_tap_midway(env, wh_sandbox, "usersnap-reconcile") != 0
     after_failures = warehouse_rows(db)
     assert set(after_failures) >= set(loaded)
     assert not [fid for fid, row in after_failures.items() if row[-1]], "a row was removed"

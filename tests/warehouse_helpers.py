@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import typing as t
@@ -185,3 +186,27 @@ def descendants(pid: int) -> list[tuple[int, str]]:
             found.append((child, commands[child]))
             todo.append(child)
     return found
+
+
+def stop_the_tap_midway(env: dict[str, str], sandbox: Sandbox, job: str) -> int:
+    """`meltano run <job>`, its tap sent SIGTERM once it read a few pages: the exit code."""
+    sandbox.faults.update({"latency_ms": 30})
+    sandbox.reset_requests()
+    proc = subprocess.Popen(
+        [meltano_bin(), "--environment=sandbox", "run", job],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: sum("/feedbacks" in path for _, path, _ in sandbox.requests) >= 3, 120)
+        (tap,) = [pid for pid, cmd in descendants(proc.pid) if "bin/tap-usersnap" in cmd]
+        os.kill(tap, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        sandbox.faults.reset()
+    assert SANDBOX_JWT_SECRET not in stderr
+    return proc.returncode
