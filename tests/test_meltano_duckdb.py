@@ -289,3 +289,14 @@ def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandb
     for fid in changed:
         api = store.feedback(store.project_ids()[2], fid)
         assert rows[fid][:3] == (api["status_type"], api["priority"], parse_ts(api["updated_at"]))
+
+    # hard_delete: deleted at the source, or in a project gone from GET /projects: gone.
+    gone, kept = store.project_ids()[2], store.project_ids()[0]
+    deleted = store.feedbacks(kept)[0]["feedback_id"]
+    store.delete_feedback(kept, deleted)
+    wh_sandbox.faults.update({"hide_project": gone})
+    hard = {**env, "TARGET_DUCKDB_HARD_DELETE": "true"}
+    meltano(["--environment=sandbox", "run", "usersnap-reconcile"], hard)
+    listed = [pid for pid in store.project_ids() if pid != gone]
+    assert set(warehouse_rows(db)) == {f["feedback_id"] for p in listed for f in store.feedbacks(p)}
+    assert {pid for (pid,) in query(db, f"SELECT project_id FROM {SCHEMA}.projects")} == set(listed)
