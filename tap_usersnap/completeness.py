@@ -9,6 +9,7 @@ from singer_sdk.pagination import SinglePagePaginator
 
 from tap_usersnap.client import UsersnapStream
 from tap_usersnap.envelope import payload
+from tap_usersnap.errors import UsersnapError
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -75,7 +76,17 @@ def check_count(
     Feedback created or deleted while the project was read shifts the count by as many:
     the next run (or reconcile) catches up, so the run goes on.
     """
-    counted = counter.total(project_id)
+    try:
+        counted = counter.total(project_id)
+    except UsersnapError as error:
+        counter.logger.warning(
+            "Project %s: read %d feedbacks; the API's count could not be read, so the read is "
+            "not checked: %s",
+            project_id,
+            read,
+            error,
+        )
+        return
     if counted == read:
         return
     report.count_mismatches[project_id] = (read, counted)

@@ -14,6 +14,8 @@ import typing as t
 from singer_sdk.singerlib.catalog import REPLICATION_FULL_TABLE
 
 if t.TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from singer_sdk import Stream, Tap
 
 SETTING = "emit_activate_version_messages"
@@ -73,4 +75,22 @@ def activate_version(tap: Tap) -> None:
             "the loader removes the rows the API no longer lists",
             version,
             ", ".join(stream.name for stream in streams),
+        )
+
+
+def warn_of_projects_gone(tap: Tap, listed: Iterable[str | None]) -> None:
+    """Name the bookmarked projects ``GET /projects`` no longer lists: their rows stay for now.
+
+    The API does not say whether a project was deleted or the credentials lost access to it;
+    either way its rows stay until a reconcile removes them.
+    """
+    bookmarks = tap.state.get("bookmarks", {}).get("feedbacks", {}).get("partitions", [])
+    gone = {partition["context"].get("project_id") for partition in bookmarks} - {*listed, None}
+    if gone:
+        tap.logger.warning(
+            "GET /projects no longer lists %d project(s) the state has bookmarks for (deleted, "
+            "or access removed): their rows stay in the warehouse until the reconcile removes "
+            "them: %s",
+            len(gone),
+            ", ".join(sorted(gone)),
         )

@@ -19,6 +19,7 @@ from tap_usersnap.completeness import FeedbackCountStream, check_count
 from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
+from tap_usersnap.reconcile import warn_of_projects_gone
 from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
 if sys.version_info >= (3, 12):
@@ -112,6 +113,8 @@ class ProjectsStream(UsersnapStream):
                 )
                 raise UsersnapError(msg)
             projects = [project for project in projects if project.get("project_id") in wanted]
+        else:
+            warn_of_projects_gone(self._tap, (project.get("project_id") for project in projects))
         self.run_report.projects_total = len(projects)
         self._announce_children(projects)
         yield from projects
@@ -373,9 +376,10 @@ class FeedbacksStream(UsersnapStream):
             # nothing read before the refusal may move it. The resume point stays valid.
             state.pop(PROGRESS_MARKERS, None)
             return
-        state.pop(RESUME_KEY, None)
         if start.floor is None and start.after is None:  # every feedback of the project
+            # Before the resume point goes: a signal meanwhile must not mean reading it again.
             check_count(self.feedback_count, self.stream_report, context["project_id"], read)
+        state.pop(RESUME_KEY, None)
 
     @cached_property
     def feedback_count(self) -> FeedbackCountStream:

@@ -142,7 +142,9 @@ def test_without_the_setting_nothing_is_activated_nor_versioned(sandbox: Sandbox
     assert all("version" not in m for m in result.messages if m["type"] == "RECORD")
 
 
-def test_a_project_gone_from_the_list_is_left_out_of_the_reconcile(sandbox: Sandbox):
+def test_a_project_gone_from_the_list_is_left_out_of_the_reconcile(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
     """Its rows are not sent, so the activation removes them; an incremental run keeps them."""
     gone = sandbox.store.project_ids()[0]
     incremental = sync(base_config(sandbox.url))
@@ -150,6 +152,10 @@ def test_a_project_gone_from_the_list_is_left_out_of_the_reconcile(sandbox: Sand
 
     again = sync(base_config(sandbox.url), state=incremental.state)
     assert again.bookmarks()[gone] == incremental.bookmarks()[gone]
+    (warning,) = [r for r in caplog.records if "no longer lists" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert gone in warning.getMessage()
+    assert "1 project(s)" in warning.getMessage()
     config = reconcile_config(sandbox)
     reconcile = sync(config, catalog=full_table_catalog(config))
 
