@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
+import time
 import typing as t
 from pathlib import Path
 
@@ -68,9 +70,12 @@ def remove_unsent(
 
 def main() -> int:
     """Run target-duckdb with the arguments given; then honour the ACTIVATE_VERSIONs it saw."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-c", "--config", required=True)
+    target_duckdb = str(Path(sys.executable).with_name("target-duckdb"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
+    parser.add_argument("-c", "--config")
     config_path = parser.parse_known_args()[0].config
+    if config_path is None:  # no load (--help, --version): target-duckdb answers
+        os.execv(target_duckdb, [target_duckdb, *sys.argv[1:]])
     config = json.loads(Path(config_path).read_text(encoding="utf-8"))
     if not config.get("add_metadata_columns") and not config.get("hard_delete"):
         print(
@@ -80,10 +85,8 @@ def main() -> int:
         )
         return 2
     started = dt.datetime.now()  # target-duckdb's _sdc_batched_at is local, naive
-    target = subprocess.Popen(
-        [str(Path(sys.executable).with_name("target-duckdb")), *sys.argv[1:]],
-        stdin=subprocess.PIPE,
-    )
+    offset = time.localtime().tm_gmtoff
+    target = subprocess.Popen([target_duckdb, *sys.argv[1:]], stdin=subprocess.PIPE)
     assert target.stdin is not None
     activated: dict[str, None] = {}
     try:
@@ -97,6 +100,13 @@ def main() -> int:
         target.stdin.close()
     if (code := target.wait()) != 0:
         return code
+    if activated and time.localtime().tm_gmtoff != offset:
+        print(
+            "The local clock's UTC offset changed during the run (daylight saving time), and "
+            "_sdc_batched_at is local time: no row is removed. Run the reconcile again.",
+            file=sys.stderr,
+        )
+        return 0
     for stream, count in remove_unsent(config, activated, started).items():
         print(
             f"ACTIVATE_VERSION {stream}: {count} row(s) the source no longer lists "
