@@ -215,3 +215,15 @@ def test_under_filters_the_filtered_count_is_asked(
     assert all(path.endswith("/feedbacks/filter/count") for path in count_requests(sandbox))
     assert len(count_requests(sandbox)) == len(sandbox.store.project_ids())
     assert not [r for r in caplog.records if "the API counts" in r.getMessage()]
+
+
+def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    sandbox.faults.update({"count_status": 404})
+    result = sync(base_config(sandbox.url))
+
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    unchecked = [r for r in caplog.records if "count could not be read" in r.getMessage()]
+    assert len(unchecked) == len(sandbox.store.project_ids())
+    assert {r.levelno for r in unchecked} == {logging.WARNING}

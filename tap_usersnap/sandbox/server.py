@@ -78,6 +78,8 @@ class Faults:
     # The feedback count endpoints answer this many more than the project lists, as when
     # feedback is created just after a read.
     count_offset: int = 0
+    # The feedback count endpoints fail with this status (an API without them).
+    count_status: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -557,7 +559,13 @@ class Sandbox:
         self._delete_cursor(call, page.after)
         return 200, self.store.list_feedbacks(call.project, page.limit, page.after, page.before)
 
+    def _count_fault(self) -> None:
+        """The count_status fault: the count endpoints fail."""
+        if status := self.faults.count_status:
+            raise ApiError(status, _ERRORTYPE_BY_STATUS.get(status, "ERROR"), "Count failed")
+
     def _count(self, call: _Call) -> tuple[int, Any]:
+        self._count_fault()
         return 200, {"total_count": self.store.count(call.project) + self.faults.count_offset}
 
     def _filter(self, call: _Call) -> tuple[int, Any]:
@@ -570,6 +578,7 @@ class Sandbox:
         return 200, data
 
     def _filter_count(self, call: _Call) -> tuple[int, Any]:
+        self._count_fault()
         self.store.check_project(call.project)
         total = self.store.filter_count(call.project, call.json()) + self.faults.count_offset
         return 200, {"total_count": total}
