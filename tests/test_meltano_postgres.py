@@ -243,34 +243,41 @@ def test_nul_characters_load_into_postgres_and_duckdb(
     assert loaded == (sum(expected_per_project(wh_sandbox).values()), 1)
 
 
-def test_reconcile_deletes_only_what_the_source_deleted(
-    tmp_path: Path, wh_sandbox: Sandbox, pg_dsn: str, pg_schema: str
+@pytest.mark.parametrize("hard_delete", [True, False], ids=["hard", "soft"])
+def test_reconcile_removes_only_what_the_source_deleted(
+    tmp_path: Path, wh_sandbox: Sandbox, pg_dsn: str, pg_schema: str, hard_delete: bool
 ) -> None:
-    """target-postgres honours the reconcile's ACTIVATE_VERSION, here with hard_delete."""
+    """target-postgres honours the reconcile's ACTIVATE_VERSION: deletes, or sets the flag."""
     env = meltano_env(
         wh_sandbox,
         tmp_path,
         **pg_env(pg_dsn),
         TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
-        TARGET_POSTGRES_HARD_DELETE="true",
+        TARGET_POSTGRES_HARD_DELETE=str(hard_delete).lower(),
     )
     store = wh_sandbox.store
     fb = f'"{pg_schema}".feedbacks'
 
-    def rows() -> dict[str, tuple[t.Any, ...]]:
-        found = fetch(pg_dsn, f"SELECT feedback_id, status_type, priority, updated_at FROM {fb}")
+    def rows() -> tuple[dict[str, tuple[t.Any, ...]], set[str]]:
+        """Live rows by id, and the ids of the soft-deleted ones."""
+        found = fetch(
+            pg_dsn,
+            f"SELECT feedback_id, status_type, priority, updated_at, _sdc_deleted_at IS NOT NULL "
+            f"FROM {fb}",
+        )
         assert len(found) == len({row[0] for row in found}), "a feedback twice"
-        return {row[0]: (row[1], row[2], parse_ts(row[3])) for row in found}
+        live = {row[0]: (row[1], row[2], parse_ts(row[3])) for row in found if not row[4]}
+        return live, {row[0] for row in found if row[4]}
 
     def api_row(feedback: dict[str, t.Any]) -> tuple[t.Any, ...]:
         return (feedback["status_type"], feedback["priority"], parse_ts(feedback["updated_at"]))
 
     meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
     bookmarks = meltano_state(env, "target-postgres")
-    loaded = rows()
+    loaded, _ = rows()
     edits = edit_sandbox(wh_sandbox)
 
-    # A reconcile the API fails midway, and one stopped by SIGTERM: nothing is deleted.
+    # A reconcile the API fails midway, and one stopped by SIGTERM: nothing is removed.
     wh_sandbox.faults.update({"status_every_n": 4, "burst": 3, "status_code": 500})
     failed = meltano(
         ["--environment=sandbox", "run", "usersnap-reconcile-postgres"], env, check=False
@@ -278,15 +285,17 @@ def test_reconcile_deletes_only_what_the_source_deleted(
     wh_sandbox.faults.reset()
     assert failed.returncode != 0
     assert stop_the_tap_midway(env, wh_sandbox, "usersnap-reconcile-postgres") != 0
-    assert set(rows()) >= set(loaded)
+    live, soft_deleted = rows()
+    assert set(live) >= set(loaded)
+    assert soft_deleted == set()
 
-    # A complete reconcile: deleted feedbacks gone, every other row once and current.
+    # A complete reconcile: deleted feedbacks removed, every other row once and current.
     meltano(["--environment=sandbox", "run", "usersnap-reconcile-postgres"], env)
     current = {f["feedback_id"]: f for pid in store.project_ids() for f in store.feedbacks(pid)}
-    after = rows()
-    assert set(after) == set(current)
-    assert not set(after) & set(edits.deleted)
-    assert all(after[fid] == api_row(current[fid]) for fid in edits.changed + edits.added)
+    live, soft_deleted = rows()
+    assert set(live) == set(current)
+    assert soft_deleted == (set() if hard_delete else set(edits.deleted))
+    assert all(live[fid] == api_row(current[fid]) for fid in edits.changed + edits.added)
     assert fetch(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".projects') == [
         (len(store.project_ids()),)
     ]
@@ -296,6 +305,7 @@ def test_reconcile_deletes_only_what_the_source_deleted(
     project_id = store.project_ids()[2]
     changed = store.change_feedbacks(project_id, 3)
     meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
-    after = rows()
-    assert set(after) == set(current)
-    assert all(after[fid] == api_row(store.feedback(project_id, fid)) for fid in changed)
+    live, after_soft_deleted = rows()
+    assert set(live) == set(current)
+    assert after_soft_deleted == soft_deleted
+    assert all(live[fid] == api_row(store.feedback(project_id, fid)) for fid in changed)
