@@ -140,6 +140,12 @@ class UsersnapStream(RunReportingStream):
 
     @override
     @property
+    def emit_activate_version_messages(self) -> bool:
+        """Never at the start of a partition: the tap sends one after a complete run."""
+        return False
+
+    @override
+    @property
     def url_base(self) -> str:
         return str(self.config["api_url"]).rstrip("/")
 

@@ -60,7 +60,7 @@ def check_page(data: dict[str, t.Any], records_key: str, members: dict[str, type
         MalformedResponseError: if the record list or a member is missing or of the wrong
             type, or ``has_more`` promises a page that ``next.after`` does not lead to.
     """
-    records = data.get(records_key)
+    records = data.get(records_key) if records_key else []  # no key: the page is no list
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         msg = f"'data.{records_key}' is not a list of objects"
         raise MalformedResponseError(msg)

@@ -47,6 +47,8 @@ class StreamReport:
         self._retries = 0
         self._failures = 0  # requests that failed for good
         self._lock = threading.Lock()
+        #: Projects read completely whose count the API gives otherwise: (read, counted).
+        self.count_mismatches: dict[str, tuple[int, int]] = {}
 
     def count_request(self) -> None:
         """A request succeeded, perhaps after retries."""
@@ -77,10 +79,14 @@ class StreamReport:
         """E.g. ``feedbacks: 750 records from 3 projects in 12 requests (1 retry), 2.3 s``."""
         projects = f" from {_plural(self.projects, 'project')}" if self.projects else ""
         seconds = (self.finished or _clock()) - (self.started or _clock())
+        mismatches = "".join(
+            f"; project {project_id}: read {read:,}, the API counts {counted:,}"
+            for project_id, (read, counted) in self.count_mismatches.items()
+        )
         return (
             f"{self.name}: {_plural(self.records, 'record')}{projects} in "
             f"{_plural(self.requests, 'request')} ({_plural(self.retries, 'retry', 'retries')}), "
-            f"{seconds:.1f} s"
+            f"{seconds:.1f} s{mismatches}"
         )
 
 

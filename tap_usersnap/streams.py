@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import typing as t
 from dataclasses import dataclass
+from functools import cached_property
 from http import HTTPStatus
 
 from singer_sdk import SchemaDirectory, StreamSchema
@@ -14,9 +15,11 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
+from tap_usersnap.completeness import FeedbackCountStream, check_count
 from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
+from tap_usersnap.reconcile import warn_of_projects_gone
 from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
 if sys.version_info >= (3, 12):
@@ -110,6 +113,8 @@ class ProjectsStream(UsersnapStream):
                 )
                 raise UsersnapError(msg)
             projects = [project for project in projects if project.get("project_id") in wanted]
+        else:
+            warn_of_projects_gone(self._tap, (project.get("project_id") for project in projects))
         self.run_report.projects_total = len(projects)
         self._announce_children(projects)
         yield from projects
@@ -344,6 +349,7 @@ class FeedbacksStream(UsersnapStream):
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
+        read = 0
         if newest:
             # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
@@ -356,6 +362,7 @@ class FeedbacksStream(UsersnapStream):
                     if start.floor and updated_at and updated_at < start.floor:
                         break
                     yield feedback
+                    read += 1
                     # Written now. A STATE the SDK wrote right after it names the one before.
                     if incremental and (feedback_id := feedback.get("feedback_id")):
                         if updated_at and (newest is None or updated_at > newest):
@@ -369,4 +376,12 @@ class FeedbacksStream(UsersnapStream):
             # nothing read before the refusal may move it. The resume point stays valid.
             state.pop(PROGRESS_MARKERS, None)
             return
+        if start.floor is None and start.after is None:  # every feedback of the project
+            # Before the resume point goes: a signal meanwhile must not mean reading it again.
+            check_count(self.feedback_count, self.stream_report, context["project_id"], read)
         state.pop(RESUME_KEY, None)
+
+    @cached_property
+    def feedback_count(self) -> FeedbackCountStream:
+        """Asks the API how many feedbacks a project holds."""
+        return FeedbackCountStream(self._tap)

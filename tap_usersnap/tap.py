@@ -17,6 +17,8 @@ from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
+from tap_usersnap.reconcile import SETTING as RECONCILE_SETTING
+from tap_usersnap.reconcile import activate_version, stamp_version
 from tap_usersnap.run_report import RunReport
 from tap_usersnap.state import normalize_timestamp, state_problem
 from tap_usersnap.streams import (
@@ -160,6 +162,17 @@ class TapUsersnap(Tap):
             description="Projects fetched at the same time. Records, state and "
             "resumability do not depend on it.",
         ),
+        th.Property(
+            RECONCILE_SETTING,
+            th.BooleanType,
+            default=False,
+            title="Reconcile (emit ACTIVATE_VERSION)",
+            description="Reconcile: after a run that read every project completely, send one "
+            "`ACTIVATE_VERSION` for each stream read FULL_TABLE, so the loader removes (or "
+            "soft-deletes) the rows the API no longer lists. None at the start, none after a "
+            "failed or interrupted run, none when `project_ids` is set. Pair it with a catalog "
+            "forcing FULL_TABLE on feedbacks (the `tap-usersnap-reconcile` plugin).",
+        ),
     ).to_dict()
 
     @override
@@ -230,7 +243,9 @@ class TapUsersnap(Tap):
 
         After a signal, the state as it stands names only written records. Projects the API
         refused were skipped with their bookmarks left as they were; the run fails naming them.
+        Only a run that ends well sends ACTIVATE_VERSION (``reconcile``).
         """
+        stamp_version(self)
         try:
             super().sync_all()
         except Interrupted:
@@ -245,6 +260,7 @@ class TapUsersnap(Tap):
                 f"else; their bookmarks did not move. Check access to them: {reasons}"
             )
             raise UsersnapError(msg)
+        activate_version(self)
 
     @override
     def discover_streams(self) -> list[Stream]:

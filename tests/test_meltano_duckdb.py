@@ -22,12 +22,14 @@ from tests.warehouse_helpers import (
     SANDBOX_JWT_ID,
     SANDBOX_JWT_SECRET,
     WAREHOUSE_COUNTS,
+    edit_sandbox,
     expected_per_project,
     meltano,
     meltano_env,
     meltano_state,
     parse_ts,
     plugin_python,
+    stop_the_tap_midway,
 )
 
 if t.TYPE_CHECKING:
@@ -232,3 +234,69 @@ def test_target_duckdb_loads_every_row(tmp_path: Path, wh_sandbox: Sandbox) -> N
         loaded = query(db, f'SELECT count(*) FROM {SCHEMA}."{stream}"')[0][0]
         assert loaded == len(emitted), f"{stream}: {loaded} rows loaded, {len(emitted)} sent"
     assert query(db, f"SELECT id, v FROM {SCHEMA}.single") == [("only", 1)]
+
+
+# --- the reconcile (issue 10) ------------------------------------------------------------
+
+
+def warehouse_rows(db: Path) -> dict[str, tuple[t.Any, ...]]:
+    """feedback_id -> (status_type, priority, updated_at, _sdc_deleted_at is set)."""
+    rows = query(
+        db,
+        f"SELECT feedback_id, status_type, priority, updated_at, _sdc_deleted_at IS NOT NULL "
+        f"FROM {SCHEMA}.feedbacks",
+    )
+    assert len(rows) == len({row[0] for row in rows}), "a feedback twice"
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandbox: Sandbox):
+    db = tmp_path / "warehouse.duckdb"
+    env = meltano_env(wh_sandbox, tmp_path, TARGET_DUCKDB_FILEPATH=str(db))
+    store = wh_sandbox.store
+    meltano(["--environment=sandbox", "run", "usersnap-to-warehouse"], env)
+    bookmarks = meltano_state(env, "target-duckdb")
+    loaded = warehouse_rows(db)
+    edits = edit_sandbox(wh_sandbox)
+
+    # A reconcile the API fails midway, and one stopped by SIGTERM: nothing is removed.
+    wh_sandbox.faults.update({"status_every_n": 4, "burst": 3, "status_code": 500})
+    failed = meltano(["--environment=sandbox", "run", "usersnap-reconcile"], env, check=False)
+    wh_sandbox.faults.reset()
+    assert failed.returncode != 0
+    assert "Usersnap API answered 500" in failed.stderr
+    assert stop_the_tap_midway(env, wh_sandbox, "usersnap-reconcile") != 0
+    after_failures = warehouse_rows(db)
+    assert set(after_failures) >= set(loaded)
+    assert not [fid for fid, row in after_failures.items() if row[-1]], "a row was removed"
+
+    # A complete reconcile: deleted feedbacks soft-deleted, every other row once and current.
+    meltano(["--environment=sandbox", "run", "usersnap-reconcile"], env)
+    current = {f["feedback_id"]: f for pid in store.project_ids() for f in store.feedbacks(pid)}
+    rows = warehouse_rows(db)
+    assert {fid for fid, row in rows.items() if row[-1]} == set(edits.deleted)
+    assert {fid for fid, row in rows.items() if not row[-1]} == set(current)
+    for fid in edits.changed + edits.added:
+        api = current[fid]
+        assert rows[fid][:3] == (api["status_type"], api["priority"], parse_ts(api["updated_at"]))
+    assert meltano_state(env, "target-duckdb") == bookmarks  # the incremental job's, untouched
+
+    # The incremental job runs on from its bookmarks; a deleted row stays deleted.
+    changed = store.change_feedbacks(store.project_ids()[2], 3)
+    meltano(["--environment=sandbox", "run", "usersnap-to-warehouse"], env)
+    rows = warehouse_rows(db)
+    assert {fid for fid, row in rows.items() if row[-1]} == set(edits.deleted)
+    for fid in changed:
+        api = store.feedback(store.project_ids()[2], fid)
+        assert rows[fid][:3] == (api["status_type"], api["priority"], parse_ts(api["updated_at"]))
+
+    # hard_delete: deleted at the source, or in a project gone from GET /projects: gone.
+    gone, kept = store.project_ids()[2], store.project_ids()[0]
+    deleted = store.feedbacks(kept)[0]["feedback_id"]
+    store.delete_feedback(kept, deleted)
+    wh_sandbox.faults.update({"hide_project": gone})
+    hard = {**env, "TARGET_DUCKDB_HARD_DELETE": "true"}
+    meltano(["--environment=sandbox", "run", "usersnap-reconcile"], hard)
+    listed = [pid for pid in store.project_ids() if pid != gone]
+    assert set(warehouse_rows(db)) == {f["feedback_id"] for p in listed for f in store.feedbacks(p)}
+    assert {pid for (pid,) in query(db, f"SELECT project_id FROM {SCHEMA}.projects")} == set(listed)

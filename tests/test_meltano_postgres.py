@@ -27,11 +27,13 @@ from psycopg.conninfo import conninfo_to_dict
 from tests.warehouse_helpers import (
     ROOT,
     WAREHOUSE_COUNTS,
+    edit_sandbox,
     expected_per_project,
     meltano,
     meltano_env,
     meltano_state,
     parse_ts,
+    stop_the_tap_midway,
 )
 
 if t.TYPE_CHECKING:
@@ -239,3 +241,71 @@ def test_nul_characters_load_into_postgres_and_duckdb(
             ["nul\ufffd@example.com"],
         ).fetchone()
     assert loaded == (sum(expected_per_project(wh_sandbox).values()), 1)
+
+
+@pytest.mark.parametrize("hard_delete", [True, False], ids=["hard", "soft"])
+def test_reconcile_removes_only_what_the_source_deleted(
+    tmp_path: Path, wh_sandbox: Sandbox, pg_dsn: str, pg_schema: str, hard_delete: bool
+) -> None:
+    """target-postgres honours the reconcile's ACTIVATE_VERSION: deletes, or sets the flag."""
+    env = meltano_env(
+        wh_sandbox,
+        tmp_path,
+        **pg_env(pg_dsn),
+        TARGET_POSTGRES_DEFAULT_TARGET_SCHEMA=pg_schema,
+        TARGET_POSTGRES_HARD_DELETE=str(hard_delete).lower(),
+    )
+    store = wh_sandbox.store
+    fb = f'"{pg_schema}".feedbacks'
+
+    def rows() -> tuple[dict[str, tuple[t.Any, ...]], set[str]]:
+        """Live rows by id, and the ids of the soft-deleted ones."""
+        found = fetch(
+            pg_dsn,
+            f"SELECT feedback_id, status_type, priority, updated_at, _sdc_deleted_at IS NOT NULL "
+            f"FROM {fb}",
+        )
+        assert len(found) == len({row[0] for row in found}), "a feedback twice"
+        live = {row[0]: (row[1], row[2], parse_ts(row[3])) for row in found if not row[4]}
+        return live, {row[0] for row in found if row[4]}
+
+    def api_row(feedback: dict[str, t.Any]) -> tuple[t.Any, ...]:
+        return (feedback["status_type"], feedback["priority"], parse_ts(feedback["updated_at"]))
+
+    meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
+    bookmarks = meltano_state(env, "target-postgres")
+    loaded, _ = rows()
+    edits = edit_sandbox(wh_sandbox)
+
+    # A reconcile the API fails midway, and one stopped by SIGTERM: nothing is removed.
+    wh_sandbox.faults.update({"status_every_n": 4, "burst": 3, "status_code": 500})
+    failed = meltano(
+        ["--environment=sandbox", "run", "usersnap-reconcile-postgres"], env, check=False
+    )
+    wh_sandbox.faults.reset()
+    assert failed.returncode != 0
+    assert stop_the_tap_midway(env, wh_sandbox, "usersnap-reconcile-postgres") != 0
+    live, soft_deleted = rows()
+    assert set(live) >= set(loaded)
+    assert soft_deleted == set()
+
+    # A complete reconcile: deleted feedbacks removed, every other row once and current.
+    meltano(["--environment=sandbox", "run", "usersnap-reconcile-postgres"], env)
+    current = {f["feedback_id"]: f for pid in store.project_ids() for f in store.feedbacks(pid)}
+    live, soft_deleted = rows()
+    assert set(live) == set(current)
+    assert soft_deleted == (set() if hard_delete else set(edits.deleted))
+    assert all(live[fid] == api_row(current[fid]) for fid in edits.changed + edits.added)
+    assert fetch(pg_dsn, f'SELECT count(*) FROM "{pg_schema}".projects') == [
+        (len(store.project_ids()),)
+    ]
+    assert meltano_state(env, "target-postgres") == bookmarks  # the incremental job's
+
+    # The incremental job runs on from its bookmarks.
+    project_id = store.project_ids()[2]
+    changed = store.change_feedbacks(project_id, 3)
+    meltano(["--environment=sandbox", "run", "usersnap-to-postgres"], env)
+    live, after_soft_deleted = rows()
+    assert set(live) == set(current)
+    assert after_soft_deleted == soft_deleted
+    assert all(live[fid] == api_row(store.feedback(project_id, fid)) for fid in changed)

@@ -84,6 +84,8 @@ def test_release_version_is_in_the_changelog() -> None:
 def test_loaders_are_pinned() -> None:
     for loader in PROJECT["plugins"]["loaders"]:
         for requirement in loader["pip_url"].split():
+            if requirement == "-e" or requirement.startswith("./"):
+                continue  # a package of this repository (editable: a change needs no install)
             assert "==" in requirement, f"{loader['name']}: {requirement} is not pinned"
     duck = plugin("loaders", "target-duckdb")["pip_url"]
     version = re.search(r"\bduckdb==(\d+)\.(\d+)", duck)

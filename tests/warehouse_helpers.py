@@ -11,9 +11,11 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 import typing as t
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers import JWT_ID, JWT_SECRET
@@ -139,3 +141,72 @@ def wait_for(predicate: t.Callable[[], bool], timeout: float = 30) -> None:
             return
         time.sleep(0.2)
     raise AssertionError("condition not met in time")
+
+
+RECONCILE_STATE_ID = "sandbox:tap-usersnap-reconcile-to-{target}"
+
+
+@dataclass(frozen=True)
+class Edits:
+    """What changed in the sandbox between a load and the reconcile."""
+
+    changed: list[str]
+    added: list[str]
+    deleted: list[str]
+
+
+def edit_sandbox(sandbox: Sandbox) -> Edits:
+    """Change, add and delete feedbacks (in two projects) after a load."""
+    store = sandbox.store
+    pids = store.project_ids()
+    doomed = [(pids[1], f["feedback_id"]) for f in store.feedbacks(pids[1])[3:6]]
+    doomed.append((pids[0], store.feedbacks(pids[0])[-1]["feedback_id"]))
+    for project_id, feedback_id in doomed:
+        store.delete_feedback(project_id, feedback_id)
+    changed = store.change_feedbacks(pids[0], 5)
+    added = store.add_feedbacks(pids[1], 4)
+    return Edits(changed, added, [feedback_id for _, feedback_id in doomed])
+
+
+def descendants(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of every process below ``pid``."""
+    children: dict[int, list[int]] = {}
+    commands: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+        commands[int(stat.parent.name)] = cmdline
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append((child, commands[child]))
+            todo.append(child)
+    return found
+
+
+def stop_the_tap_midway(env: dict[str, str], sandbox: Sandbox, job: str) -> int:
+    """`meltano run <job>`, its tap sent SIGTERM once it read a few pages: the exit code."""
+    sandbox.faults.update({"latency_ms": 30})
+    sandbox.reset_requests()
+    proc = subprocess.Popen(
+        [meltano_bin(), "--environment=sandbox", "run", job],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: sum("/feedbacks" in path for _, path, _ in sandbox.requests) >= 3, 120)
+        (tap,) = [pid for pid, cmd in descendants(proc.pid) if "bin/tap-usersnap" in cmd]
+        os.kill(tap, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        sandbox.faults.reset()
+    assert SANDBOX_JWT_SECRET not in stderr
+    return proc.returncode

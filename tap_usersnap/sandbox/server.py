@@ -72,6 +72,14 @@ class Faults:
     # The next delete_cursors list requests that carry a cursor delete its feedback first,
     # so the API refuses the cursor (400 FEEDBACK_NOT_FOUND): deleted between two pages.
     delete_cursors: int = 0
+    # GET /projects leaves this project out (deleted, or access removed): it is not refused,
+    # it is no longer there.
+    hide_project: str | None = None
+    # The feedback count endpoints answer this many more than the project lists, as when
+    # feedback is created just after a read.
+    count_offset: int = 0
+    # The feedback count endpoints fail with this status (an API without them).
+    count_status: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
@@ -95,7 +103,9 @@ class Faults:
         for name, value in values.items():
             if name not in known:
                 raise validation_error(name, "unknown fault field")
-            if name == "refuse_project" and (value is None or isinstance(value, str)):
+            if name in {"refuse_project", "hide_project"} and (
+                value is None or isinstance(value, str)
+            ):
                 pass
             elif value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
@@ -539,7 +549,8 @@ class Sandbox:
             self.store.delete_feedback(call.project, after)
 
     def _projects(self, _call: _Call) -> tuple[int, Any]:
-        projects = self.store.projects()
+        hidden = self.faults.hide_project
+        projects = [p for p in self.store.projects() if p["project_id"] != hidden]
         return 200, {"has_more": False, "count": len(projects), "projects": projects}
 
     def _list(self, call: _Call) -> tuple[int, Any]:
@@ -548,8 +559,14 @@ class Sandbox:
         self._delete_cursor(call, page.after)
         return 200, self.store.list_feedbacks(call.project, page.limit, page.after, page.before)
 
+    def _count_fault(self) -> None:
+        """The count_status fault: the count endpoints fail."""
+        if status := self.faults.count_status:
+            raise ApiError(status, _ERRORTYPE_BY_STATUS.get(status, "ERROR"), "Count failed")
+
     def _count(self, call: _Call) -> tuple[int, Any]:
-        return 200, {"total_count": self.store.count(call.project)}
+        self._count_fault()
+        return 200, {"total_count": self.store.count(call.project) + self.faults.count_offset}
 
     def _filter(self, call: _Call) -> tuple[int, Any]:
         self.store.check_project(call.project)
@@ -561,8 +578,10 @@ class Sandbox:
         return 200, data
 
     def _filter_count(self, call: _Call) -> tuple[int, Any]:
+        self._count_fault()
         self.store.check_project(call.project)
-        return 200, {"total_count": self.store.filter_count(call.project, call.json())}
+        total = self.store.filter_count(call.project, call.json()) + self.faults.count_offset
+        return 200, {"total_count": total}
 
     def _assignees(self, call: _Call) -> tuple[int, Any]:
         return 200, {"users": self.store.assignees(call.project)}

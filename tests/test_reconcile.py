@@ -1,0 +1,229 @@
+"""Reconcile (issue 10): one ACTIVATE_VERSION a stream, only after a complete read.
+
+And completeness: every full read of a project is checked against the API's count.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import typing as t
+
+from tests.cli import tap_command, write_json
+from tests.helpers import base_config, parse_messages, sandbox_feedbacks, sync
+from tests.test_sync import full_table_catalog
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    import pytest
+
+    from tap_usersnap.sandbox import Sandbox
+
+STREAMS = {"projects", "feedbacks", "project_assignees", "project_metrics"}
+
+
+def reconcile_config(sandbox: Sandbox, **overrides: t.Any) -> dict[str, t.Any]:
+    return base_config(sandbox.url, emit_activate_version_messages=True, **overrides)
+
+
+def activations(messages: list[dict[str, t.Any]]) -> list[tuple[int, str, int]]:
+    """(position, stream, version) of each ACTIVATE_VERSION."""
+    return [
+        (index, message["stream"], message["version"])
+        for index, message in enumerate(messages)
+        if message["type"] == "ACTIVATE_VERSION"
+    ]
+
+
+def count_requests(sandbox: Sandbox) -> list[str]:
+    return [path for _method, path, _status in sandbox.requests if path.endswith("/count")]
+
+
+def test_a_complete_reconcile_activates_each_stream_once_after_every_record(sandbox: Sandbox):
+    config = reconcile_config(sandbox, page_size=50)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    activated = activations(result.messages)
+    assert sorted(stream for _, stream, _ in activated) == sorted(STREAMS)
+    (version,) = {version for _, _, version in activated}
+    first_activation = min(index for index, _, _ in activated)
+    records = [m for m in result.messages if m["type"] == "RECORD"]
+    assert all(m["version"] == version for m in records)
+    last_record = max(i for i, m in enumerate(result.messages) if m["type"] == "RECORD")
+    assert first_activation > last_record
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+
+
+def run_reconcile(
+    tmp_path: Path, config: dict[str, t.Any], *args: str
+) -> tuple[int, list[dict[str, t.Any]], str]:
+    """The installed tap, with the catalog Meltano passes: exit code, messages, stderr."""
+    done = subprocess.run(
+        [
+            *tap_command(),
+            "--config",
+            str(write_json(tmp_path / "config.json", config)),
+            "--catalog",
+            str(write_json(tmp_path / "catalog.json", full_table_catalog(config))),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return done.returncode, parse_messages(done.stdout), done.stderr
+
+
+def test_a_reconcile_that_fails_midway_activates_nothing(sandbox: Sandbox, tmp_path: Path):
+    sandbox.faults.update({"status_every_n": 6, "status_code": 500})
+    returncode, messages, stderr = run_reconcile(
+        tmp_path, reconcile_config(sandbox, page_size=50, max_retries=0, max_concurrency=1)
+    )
+
+    assert returncode == 1, stderr[-3000:]
+    assert "500" in stderr
+    assert any(m["type"] == "RECORD" and m["stream"] == "feedbacks" for m in messages)
+    assert activations(messages) == []
+
+
+def test_a_reconcile_stopped_by_a_refused_project_activates_nothing(
+    sandbox: Sandbox, tmp_path: Path
+):
+    refused = sandbox.store.project_ids()[1]
+    sandbox.faults.update({"refuse_project": refused, "refuse_status": 403, "refuse_after": 1})
+    returncode, messages, stderr = run_reconcile(tmp_path, reconcile_config(sandbox))
+
+    assert returncode == 1
+    assert "refused 1 project" in stderr
+    feedbacks = [m for m in messages if m["type"] == "RECORD" and m["stream"] == "feedbacks"]
+    others = set(sandbox.store.project_ids()) - {refused}
+    assert others <= {m["record"]["project_id"] for m in feedbacks}
+    assert activations(messages) == []
+
+
+def test_a_reconcile_limited_by_project_ids_activates_nothing(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    config = reconcile_config(sandbox, project_ids=sandbox.store.project_ids()[:2])
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert result.ids()
+    assert activations(result.messages) == []
+    assert any(
+        r.levelno == logging.WARNING and "project_ids limits the run" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_feedbacks_read_incrementally_are_not_activated(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    result = sync(reconcile_config(sandbox))
+
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS - {"feedbacks"}
+    assert any("no row of feedbacks is removed" in r.getMessage() for r in caplog.records)
+
+
+def test_the_connection_test_activates_nothing(sandbox: Sandbox, tmp_path: Path):
+    returncode, messages, stderr = run_reconcile(tmp_path, reconcile_config(sandbox), "--test")
+
+    assert returncode == 0, stderr[-3000:]
+    assert any(m["type"] == "RECORD" for m in messages)
+    assert activations(messages) == []
+
+
+def test_without_the_setting_nothing_is_activated_nor_versioned(sandbox: Sandbox):
+    config = base_config(sandbox.url)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert activations(result.messages) == []
+    assert all("version" not in m for m in result.messages if m["type"] == "RECORD")
+
+
+def test_a_project_gone_from_the_list_is_left_out_of_the_reconcile(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    """Its rows are not sent, so the activation removes them; an incremental run keeps them."""
+    gone = sandbox.store.project_ids()[0]
+    incremental = sync(base_config(sandbox.url))
+    sandbox.faults.update({"hide_project": gone})
+
+    again = sync(base_config(sandbox.url), state=incremental.state)
+    assert again.bookmarks()[gone] == incremental.bookmarks()[gone]
+    (warning,) = [r for r in caplog.records if "no longer lists" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert gone in warning.getMessage()
+    assert "1 project(s)" in warning.getMessage()
+    config = reconcile_config(sandbox)
+    reconcile = sync(config, catalog=full_table_catalog(config))
+
+    assert "feedbacks" in {stream for _, stream, _ in activations(reconcile.messages)}
+    assert gone not in {record["project_id"] for record in reconcile.records["feedbacks"]}
+    assert gone not in set(reconcile.ids("projects", "project_id"))
+
+
+# --- completeness ------------------------------------------------------------------------
+
+
+def test_every_full_read_is_checked_against_the_count_and_a_bookmarked_one_is_not(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    first = sync(base_config(sandbox.url))
+
+    assert sorted(count_requests(sandbox)) == sorted(
+        f"/v0.1/projects/{pid}/feedbacks/count" for pid in sandbox.store.project_ids()
+    )
+    assert not [r for r in caplog.records if "the API counts" in r.getMessage()]
+    sandbox.reset_requests()
+    sync(base_config(sandbox.url), state=first.state)
+    assert count_requests(sandbox) == []
+
+
+def test_a_count_that_differs_is_a_warning_and_in_the_summary(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO)
+    sandbox.faults.update({"count_offset": 2})
+    config = base_config(sandbox.url)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    project_id = sandbox.store.project_ids()[0]
+    read = len(sandbox.store.feedbacks(project_id))
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "the API counts" in r.getMessage()
+    ]
+    assert len(warnings) == len(sandbox.store.project_ids())
+    assert f"Project {project_id}: read {read} feedbacks, the API counts {read + 2}" in "\n".join(
+        warnings
+    )
+    (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("feedbacks:")]
+    assert f"project {project_id}: read {read:,}, the API counts {read + 2:,}" in summary
+
+
+def test_under_filters_the_filtered_count_is_asked(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    filters = [{"filter_type": "state", "operator": "eq", "value": "done"}]
+    result = sync(base_config(sandbox.url, filters=filters))
+
+    assert 0 < len(result.ids()) < len(sandbox_feedbacks(sandbox))
+    assert all(path.endswith("/feedbacks/filter/count") for path in count_requests(sandbox))
+    assert len(count_requests(sandbox)) == len(sandbox.store.project_ids())
+    assert not [r for r in caplog.records if "the API counts" in r.getMessage()]
+
+
+def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    sandbox.faults.update({"count_status": 404})
+    result = sync(base_config(sandbox.url))
+
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    unchecked = [r for r in caplog.records if "count could not be read" in r.getMessage()]
+    assert len(unchecked) == len(sandbox.store.project_ids())
+    assert {r.levelno for r in unchecked} == {logging.WARNING}
