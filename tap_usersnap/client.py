@@ -105,7 +105,11 @@ _REPORTED_BY_THE_CLI = _ReportedByTheCLI()
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (in seconds or an HTTP date), if any."""
+    """Seconds asked for by a ``Retry-After`` header (in seconds or an HTTP date), if any.
+
+    Any date form RFC 7231 lets a server send (asctime, ``-0000``) is read as UTC; a value
+    that cannot be read asks for nothing.
+    """
     value = response.headers.get("Retry-After", "") if response is not None else ""
     try:
         return max(0.0, float(value))
@@ -113,8 +117,10 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
         pass
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 

@@ -254,3 +254,34 @@ def test_proxies_come_from_the_environment_with_no_proxy_honoured(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     result = sync(base_config(sandbox.url, max_concurrency=1))
     assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("Sun Nov  6 08:49:37 1994", id="asctime"),
+        pytest.param("Sun, 06 Nov 1994 08:49:37 -0000", id="minus-zero-zone"),
+        pytest.param("Sunday, 06-Nov-94 08:49:37 GMT", id="rfc850"),
+        pytest.param("Sun, 06 Nov 1994 08:49:99 GMT", id="out-of-range"),
+        pytest.param("soon", id="garbage"),
+    ],
+)
+def test_a_retry_after_in_any_date_form_is_retried_not_a_crash(
+    make_sandbox: t.Callable[..., Sandbox], retry_after: str
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[10])
+    sandbox.faults.status_every_n = 2
+    sandbox.faults.status_code = 429
+    sandbox.faults.retry_after = retry_after
+    result = sync(base_config(sandbox.url, **FAST_RETRIES))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert sandbox.fired["status_every_n"] > 0
+
+
+def test_a_retry_after_date_without_a_zone_is_utc():
+    response = requests.Response()
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    response.headers["Retry-After"] = later.strftime("%a %b %d %H:%M:%S %Y")  # asctime
+    assert 25 < retry_after_seconds(response) <= 30
+    response.headers["Retry-After"] = format_datetime(later).replace("+0000", "-0000")
+    assert 25 < retry_after_seconds(response) <= 30
