@@ -6,6 +6,7 @@ import sys
 import typing as t
 from dataclasses import dataclass
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._state import PROGRESS_MARKERS
@@ -256,8 +257,34 @@ class FeedbacksStream(UsersnapStream):
         """One item a page: ``{"feedbacks": [...]}``."""
         feedbacks = list(super().parse_response(response))
         for feedback in feedbacks:
-            feedback["updated_at"] = normalize_timestamp(feedback.get("updated_at"))
+            feedback["updated_at"] = self.comparable_updated_at(feedback, response)
         yield {"feedbacks": feedbacks}
+
+    def comparable_updated_at(
+        self, feedback: dict[str, t.Any], response: requests.Response
+    ) -> str | None:
+        """``updated_at`` in the form bookmarks compare in; null if it is no date-time.
+
+        A feedback with an unreadable ``updated_at`` is still delivered (nothing skipped), with
+        a warning: null neither moves a bookmark nor ends the read of a project early, so one
+        odd record can neither stop every run at itself nor hide the records after it.
+        """
+        value = feedback.get("updated_at")
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                return normalize_timestamp(value)
+            except ValueError:
+                pass
+        self.logger.warning(
+            "Feedback %s in %s has an updated_at that is no date-time (%.60r): "
+            "delivered with updated_at null",
+            feedback.get("feedback_id"),
+            urlsplit(response.url).path,
+            value,
+        )
+        return None
 
     def starting_point(self, context: Context) -> StartingPoint:
         """Where to read, by the SDK's own starting value; FULL_TABLE: all, down to start_date.
