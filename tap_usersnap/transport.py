@@ -27,10 +27,16 @@ if t.TYPE_CHECKING:
     from tap_usersnap.auth import UsersnapJWTAuthenticator
 
 CA_BUNDLE_VARIABLES = "REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE"
+#: TLS failures of the connection rather than of the handshake's terms: a retry may cure them.
+TRANSIENT_TLS_ERRORS = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
 
 
 class TLSVerificationError(UsersnapError):
     """The server's certificate is not trusted: retrying cannot help."""
+
+
+class TLSHandshakeError(UsersnapError):
+    """The server does not speak TLS as the client does (often plain HTTP): permanent."""
 
 
 class UnresolvableHostError(UsersnapError):
@@ -85,7 +91,7 @@ class GatedHTTPAdapter(HTTPAdapter):
 
 
 def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError | None:
-    """The failure no retry can cure (an untrusted certificate, a host with no address)."""
+    """The failure no retry can cure: an untrusted certificate, a failed handshake, no address."""
     where = origin(exc.request.url if exc.request is not None else None)
     if untrusted := find_cause(exc, ssl.SSLCertVerificationError):
         return TLSVerificationError(
@@ -93,6 +99,13 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
             f"({untrusted.verify_message or untrusted.reason}): "
             f"check the setting api_url, and that {CA_BUNDLE_VARIABLES}, if set, names a "
             "CA bundle that signs it"
+        )
+    tls = find_cause(exc, ssl.SSLError)
+    if tls is not None and not isinstance(tls, TRANSIENT_TLS_ERRORS):
+        return TLSHandshakeError(
+            f"The TLS handshake with {where} failed ({tls.reason or type(tls).__name__}): "
+            "check the setting api_url (its scheme: a plain-HTTP server answers https:// "
+            "like this) and any proxy in between"
         )
     if unresolved := find_cause(exc, NameResolutionError):
         reason = find_cause(unresolved, OSError)

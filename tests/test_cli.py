@@ -235,3 +235,16 @@ def test_cli_connection_test_checks_the_credentials_quietly(tmp_path: Path, sand
     done = run_command("--config", str(config_file), "--test")
     assert done.returncode == 1
     assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)
+
+
+def test_cli_https_to_a_plain_http_server_is_one_tls_line_without_retries(
+    tmp_path: Path, sandbox: Sandbox
+):
+    api_url = sandbox.url.replace("http://", "https://")
+    code, result = run_tap(tmp_path, base_config(api_url))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert "TLS handshake" in line
+    assert "api_url" in line
+    assert api_url.rsplit("/", 1)[0] in line
+    assert retries_logged(result.stderr) == 0
