@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from http import HTTPStatus
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import backoff
 import requests
@@ -196,10 +196,12 @@ class UsersnapStream(RunReportingStream):
     @override
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
-        where = f"{response.request.method} {urlparse(response.url).path}"
+        url = urlparse(response.url)
+        where = f"{response.request.method} {url.path}"
         if status < HTTPStatus.BAD_REQUEST:
+            sent_after = parse_qs(url.query).get("after", [None])[0]
             try:
-                check_page(payload(response), self.records_key, self.page_members)
+                check_page(payload(response), self.records_key, self.page_members, sent_after)
             except MalformedResponseError as exc:
                 raise RetriableAPIError(f"{exc} for {where}", response) from exc
             return

@@ -20,6 +20,7 @@ from tap_usersnap.client import (
     UsersnapAPIError,
     retry_after_seconds,
 )
+from tap_usersnap.pagination import PaginationLoopError
 from tap_usersnap.tap import TapUsersnap
 from tests.helpers import JWT_SECRET, base_config, sandbox_feedbacks, sync
 
@@ -285,3 +286,79 @@ def test_a_retry_after_date_without_a_zone_is_utc():
     assert 25 < retry_after_seconds(response) <= 30
     response.headers["Retry-After"] = format_datetime(later).replace("+0000", "-0000")
     assert 25 < retry_after_seconds(response) <= 30
+
+
+def patch_pages(
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    bend: t.Callable[[int, str | None, dict[str, t.Any]], None],
+) -> list[str | None]:
+    """Let ``bend(call_number, after, data)`` change the feedback pages the sandbox serves.
+
+    Returns the ``after`` of every list request, in order.
+    """
+    list_feedbacks = sandbox.store.list_feedbacks
+    cursors_sent: list[str | None] = []
+
+    def bent(project_id: str, limit: int, after: str | None, before: str | None) -> t.Any:
+        data = list_feedbacks(project_id, limit, after, before)
+        cursors_sent.append(after)
+        bend(len(cursors_sent), after, data)
+        return data
+
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", bent)
+    return cursors_sent
+
+
+def test_a_page_with_has_more_but_no_cursor_is_asked_again_not_from_page_one(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+
+    def no_cursor_on_the_second_call(call: int, _after: str | None, data: dict) -> None:
+        if call == 2:
+            data["next"] = None
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, no_cursor_on_the_second_call)
+    result = sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert cursors_sent[0] is None
+    assert None not in cursors_sent[1:], "page 1 was asked for again"
+    assert cursors_sent[1] == cursors_sent[2]  # the malformed page, asked for again
+    assert len(cursors_sent) == 4
+
+
+def test_a_page_whose_cursor_is_its_own_is_retried_then_fails_naming_the_path(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+
+    def the_same_cursor_again(_call: int, after: str | None, data: dict) -> None:
+        if after:
+            data["next"] = {"after": after}
+            data["has_more"] = True
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, the_same_cursor_again)
+    with pytest.raises(
+        RetriesExhaustedError, match=r"cursor this page was asked for.* GET /v0\.1/projects/"
+    ):
+        sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert len(cursors_sent) == 2 + FAST_RETRIES["max_retries"]
+
+
+def test_cursors_that_lead_back_to_a_page_already_read_fail_naming_the_path(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[50])
+    first_cursor: list[str] = []
+
+    def back_to_page_two(call: int, _after: str | None, data: dict) -> None:
+        if call == 1:
+            first_cursor.append(data["next"]["after"])
+        if call == 3:
+            data["next"] = {"after": first_cursor[0]}
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, back_to_page_two)
+    with pytest.raises(PaginationLoopError, match=r"GET /v0\.1/projects/\S+/feedbacks: .*"):
+        sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert len(cursors_sent) == 3
