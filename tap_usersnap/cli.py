@@ -45,6 +45,14 @@ class UsersnapCommand(SingerCommand):
         )
 
     @override
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A file option naming no readable file (``--state``, ``--catalog``) is one line."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            raise UsersnapError(exc.format_message()) from None
+
+    @override
     def invoke(self, ctx: click.Context) -> t.Any:
         """An input the tap refuses with click's exception (``--state``) is one line too."""
         try:

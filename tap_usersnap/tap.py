@@ -172,7 +172,8 @@ class TapUsersnap(Tap):
         if state is not None:
             text = state.read()
             if problem := state_problem(text):
-                raise click.BadParameter(problem, param_hint="'--state'")
+                path = getattr(state, "name", "?")
+                raise click.BadParameter(f"{path!r}: {problem}", param_hint="'--state'")
             state = io.StringIO(text)
         try:
             super().invoke(state=state, **kwargs)

@@ -220,7 +220,25 @@ def test_malformed_state_fails_naming_it_before_any_request(
         check=False,
     )
     assert done.returncode == 1
-    assert "Invalid value for '--state'" in the_one_error_line(done.stderr)
+    line = the_one_error_line(done.stderr)
+    assert "Invalid value for '--state'" in line
+    assert str(state_file) in line
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_a_missing_state_or_catalog_file_is_one_line_naming_it(
+    tmp_path: Path, sandbox: Sandbox, option: str
+):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(base_config(sandbox.url)), encoding="utf-8")
+    missing = tmp_path / "no-such-file.json"
+    done = run_command("--config", str(config_file), option, str(missing))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert f"Invalid value for '{option}'" in line
+    assert str(missing) in line
+    assert "Usage:" not in done.stderr
     assert sandbox.requests == []
 
 
