@@ -86,8 +86,8 @@ class SharedByStreams(t.Protocol):
     rate_limit_gate: RateLimitGate
     http_session: requests.Session
     prefetcher: Prefetcher
-    #: Why a project's lists could not be read, by project id: the run goes on without it.
-    refused_projects: dict[str, str]
+    #: Why a project's lists could not be read, by project id and stream: the run goes on.
+    refused_projects: dict[str, dict[str, str]]
 
 
 class _ReportedByTheCLI(logging.Filter):

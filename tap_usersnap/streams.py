@@ -56,13 +56,6 @@ def refuses_project(error: Exception) -> bool:
     )
 
 
-def skip_refused_project(stream: UsersnapStream, context: Context, error: Exception) -> None:
-    """Go on with the other projects; the run fails naming this one once all is synced."""
-    project_id = context["project_id"]
-    stream.logger.warning("Skipping the %s of project %s: %s", stream.name, project_id, error)
-    stream.usersnap_tap.refused_projects.setdefault(project_id, f"{stream.name}: {error}")
-
-
 @dataclass(frozen=True)
 class StartingPoint:
     """Where a project's feedback is read from (``after``) and down to (``floor``)."""
@@ -144,7 +137,33 @@ class ProjectsStream(UsersnapStream):
         yield from super().generate_child_contexts(record, context)
 
 
-class ProjectChildStream(UsersnapStream):
+class PerProjectStream(UsersnapStream):
+    """A stream read project by project: a project the API refuses is skipped, not fatal."""
+
+    #: What a refusal of a project leaves behind, as the run's last line tells it.
+    refusal_consequence = "not synced in this run"
+
+    def project_pages(self, context: Context) -> Iterator[t.Any]:
+        """The project's pages; if the API refuses the project, those read until then.
+
+        The run goes on with the other projects and fails naming this one once all is synced.
+        """
+        try:
+            yield from self.fetched(context)
+        except UsersnapError as error:
+            if not refuses_project(error):
+                raise
+            project_id = context["project_id"]
+            self.logger.warning("Skipping the %s of project %s: %s", self.name, project_id, error)
+            refusals = self.usersnap_tap.refused_projects.setdefault(project_id, {})
+            refusals[self.name] = f"{error} ({self.refusal_consequence})"
+            self.project_refused(context)
+
+    def project_refused(self, context: Context) -> None:
+        """Undo what the refused project's records would otherwise move."""
+
+
+class ProjectChildStream(PerProjectStream):
     """A per-project list addressed by the project's ``api_key``, tagged with its id."""
 
     parent_stream_type = ProjectsStream
@@ -170,13 +189,8 @@ class ProjectChildStream(UsersnapStream):
             self.logger.warning(
                 "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
             )
-        try:
-            for records in self.fetched(context):
-                yield from records
-        except UsersnapAPIError as error:
-            if not refuses_project(error):
-                raise
-            skip_refused_project(self, context, error)
+        for records in self.project_pages(context):
+            yield from records
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
@@ -204,8 +218,10 @@ class ProjectMetricsStream(ProjectChildStream):
     records_key = "metrics"
 
 
-class FeedbacksStream(UsersnapStream):
+class FeedbacksStream(PerProjectStream):
     """A project's feedback, newest ``updated_at`` first, read down to the bookmark."""
+
+    refusal_consequence = "its bookmark did not move: the next run reads what this one missed"
 
     name = "feedbacks"
     parent_stream_type = ProjectsStream
@@ -376,24 +392,24 @@ class FeedbacksStream(UsersnapStream):
             self.state_manager.increment_state(
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
-        try:
-            for page in self.fetched(context):
-                for feedback in page["feedbacks"]:
-                    updated_at = feedback["updated_at"]
-                    if start.floor and updated_at and updated_at < start.floor:
-                        break
-                    yield feedback
-                    # Written now. A STATE the SDK wrote right after it names the one before.
-                    if incremental and (feedback_id := feedback.get("feedback_id")):
-                        if updated_at and (newest is None or updated_at > newest):
-                            newest = updated_at
-                        state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
-        except (UsersnapAPIError, CursorRefusedError) as error:
-            if not refuses_project(error):
-                raise
-            skip_refused_project(self, context, error)
-            # The SDK promotes progress markers to the bookmark when the partition ends:
-            # nothing read before the refusal may move it. The resume point stays valid.
-            state.pop(PROGRESS_MARKERS, None)
-            return
-        state.pop(RESUME_KEY, None)
+        for page in self.project_pages(context):
+            for feedback in page["feedbacks"]:
+                updated_at = feedback["updated_at"]
+                if start.floor and updated_at and updated_at < start.floor:
+                    break
+                yield feedback
+                # Written now. A STATE the SDK wrote right after it names the one before.
+                if incremental and (feedback_id := feedback.get("feedback_id")):
+                    if updated_at and (newest is None or updated_at > newest):
+                        newest = updated_at
+                    state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+        if self.name not in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
+            state.pop(RESUME_KEY, None)
+
+    @override
+    def project_refused(self, context: Context) -> None:
+        """Keep the bookmark: the SDK promotes progress markers to it when the partition ends.
+
+        The resume point stays valid: it names a record written.
+        """
+        self.get_context_state(context).pop(PROGRESS_MARKERS, None)

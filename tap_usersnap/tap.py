@@ -196,8 +196,8 @@ class TapUsersnap(Tap):
         return super().cb_config(ctx, param, value)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        #: Why a project's lists could not be read, by project id: the run goes on without it.
-        self.refused_projects: dict[str, str] = {}
+        #: Why a project's lists could not be read, by project id and stream: the run goes on.
+        self.refused_projects: dict[str, dict[str, str]] = {}
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -240,10 +240,14 @@ class TapUsersnap(Tap):
         finally:
             t.cast("UsersnapMessageWriter", self.message_writer).run_ended()
         if self.refused_projects:
-            reasons = "; ".join(f"{pid}: {why}" for pid, why in self.refused_projects.items())
+            reasons = "; ".join(
+                f"{project_id} {stream}: {why}"
+                for project_id, refusals in self.refused_projects.items()
+                for stream, why in refusals.items()
+            )
             msg = (
-                f"Usersnap refused {len(self.refused_projects)} project(s), synced everything "
-                f"else; their bookmarks did not move. Check access to them: {reasons}"
+                f"Usersnap refused {len(self.refused_projects)} project(s) and the tap synced "
+                f"everything else. Check access to them: {reasons}"
             )
             raise UsersnapError(msg)
 

@@ -217,8 +217,8 @@ def test_other_client_errors_fail_with_the_api_message(sandbox: Sandbox):
     stream = tap.streams["project_metrics"]
     # A project the API does not know is skipped; the run fails naming it once all is synced.
     assert list(stream.get_records({"project_id": "p", "api_key": "no-such-api-key"})) == []
-    assert "SITE_NOT_FOUND" in tap.refused_projects["p"]
-    assert "/v0.1/projects/no-such-api-key/metrics" in tap.refused_projects["p"]
+    assert "SITE_NOT_FOUND" in tap.refused_projects["p"]["project_metrics"]
+    assert "/v0.1/projects/no-such-api-key/metrics" in tap.refused_projects["p"]["project_metrics"]
 
 
 def test_retry_after_as_an_http_date_is_honoured():
