@@ -168,7 +168,8 @@ def shared_session(
     settings = session.merge_environment_settings(
         api_url, proxies={}, stream=None, verify=True, cert=None
     )
-    if isinstance(settings["verify"], str) and not os.path.exists(settings["verify"]):
+    verifies = urlsplit(api_url).scheme == "https"  # requests ignores a CA bundle otherwise
+    if verifies and isinstance(settings["verify"], str) and not os.path.exists(settings["verify"]):
         msg = (
             f"The CA bundle {settings['verify']} does not exist: check {CA_BUNDLE_VARIABLES} "
             "in the environment"
