@@ -239,6 +239,8 @@ class FeedbacksStream(PerProjectStream):
         if self.config.get("filters"):
             self.path = "/projects/{project_id}/feedbacks/filter"
             self.http_method = "POST"
+        #: Each project's starting point, decided once (when announced, or when synced).
+        self._starting_points: dict[str, StartingPoint] = {}
 
     @override
     def preprocess_context(self, context: Context) -> Context:
@@ -302,12 +304,23 @@ class FeedbacksStream(PerProjectStream):
         )
         return None
 
-    def starting_point(self, context: Context) -> StartingPoint:
-        """Where to read, by the SDK's own starting value; FULL_TABLE: all, down to start_date.
+    @override
+    def _write_starting_replication_value(self, context: Context | None) -> None:
+        """The SDK's call before a partition's sync: the starting point, unless decided."""
+        if context is not None:
+            self.starting_point(context)
 
-        Idempotent (the prefetcher asks first, then the sync). A bookmark the settings no
-        longer cover is dropped, with a warning.
+    def starting_point(self, context: Context) -> StartingPoint:
+        """Where to read, decided once a project (announce or sync, whichever comes first).
+
+        By the SDK's own starting value; FULL_TABLE: all, down to start_date. A bookmark
+        the settings no longer cover is dropped first, with a warning.
         """
+        if (decided := self._starting_points.get(context["project_id"])) is None:
+            decided = self._starting_points[context["project_id"]] = self._decide_start(context)
+        return decided
+
+    def _decide_start(self, context: Context) -> StartingPoint:
         start_date = normalize_timestamp(self.config.get("start_date"))
         if self.replication_method != REPLICATION_INCREMENTAL:
             return StartingPoint(floor=start_date)
@@ -323,7 +336,7 @@ class FeedbacksStream(PerProjectStream):
                 context["project_id"],
                 reason,
             )
-        self._write_starting_replication_value(context)
+        super()._write_starting_replication_value(context)
         resume = state.get(RESUME_KEY) or {}
         return StartingPoint(
             floor=normalize_timestamp(self.get_starting_replication_key_value(context)),
@@ -384,6 +397,7 @@ class FeedbacksStream(PerProjectStream):
             msg = "feedbacks are read per project"
             raise ValueError(msg)
         start = self.starting_point(context)
+        del self._starting_points[context["project_id"]]  # used: a later sync decides anew
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
@@ -392,6 +406,7 @@ class FeedbacksStream(PerProjectStream):
             self.state_manager.increment_state(
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
+        resume: dict[str, str | None] | None = None  # this run's, mutated: no dict a record
         for page in self.project_pages(context):
             for feedback in page["feedbacks"]:
                 updated_at = feedback["updated_at"]
@@ -399,10 +414,16 @@ class FeedbacksStream(PerProjectStream):
                     break
                 yield feedback
                 # Written now. A STATE the SDK wrote right after it names the one before.
-                if incremental and (feedback_id := feedback.get("feedback_id")):
+                if (
+                    incremental
+                    and isinstance(feedback_id := feedback.get("feedback_id"), str)
+                    and feedback_id
+                ):
+                    if resume is None:
+                        resume = state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
                     if updated_at and (newest is None or updated_at > newest):
-                        newest = updated_at
-                    state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+                        newest = resume["newest"] = updated_at  # first: k counts, k-1 resumes
+                    resume["after"] = feedback_id
         if self.name not in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
             state.pop(RESUME_KEY, None)
 
