@@ -106,7 +106,11 @@ def test_awkward_records_through_the_command(awkward_sandbox: Sandbox, tmp_path)
     assert "NUL character(s) with U+FFFD" in result.stderr
 
 
-@pytest.mark.parametrize("odd_value", [12345, "yesterday", ["2024"]], ids=["int", "word", "list"])
+@pytest.mark.parametrize(
+    "odd_value",
+    [12345, "yesterday", ["2024"], "9999-12-31T23:00:00-05:00"],
+    ids=["int", "word", "list", "beyond-year-9999-in-utc"],
+)
 def test_a_feedback_whose_updated_at_is_no_date_time_is_delivered_and_never_blocks(
     make_sandbox: t.Callable[..., Sandbox],
     monkeypatch: pytest.MonkeyPatch,

@@ -32,6 +32,9 @@ if t.TYPE_CHECKING:
         pytest.param({"api_url": "platform.usersnap.com"}, "api_url", id="api_url-no-scheme"),
         pytest.param({"start_date": "yesterday"}, "start_date", id="start_date-not-a-date"),
         pytest.param({"start_date": "2024-13-45"}, "start_date", id="start_date-impossible"),
+        pytest.param(
+            {"start_date": "0001-01-01T00:30:00+01:00"}, "start_date", id="start_date-before-year-1"
+        ),
         pytest.param({"project_ids": "abc"}, "project_ids", id="project_ids-not-a-list"),
         pytest.param(
             {"filters": [{"filter_type": "colour", "operator": "eq", "value": "red"}]},

@@ -521,6 +521,11 @@ def test_a_signal_ends_the_run_at_once_while_every_request_hangs(
         pytest.param("abc", "naming a feedback id", id="not-an-object"),
         pytest.param({"newest": "2024-01-01T00:00:00Z"}, "naming a feedback id", id="no-after"),
         pytest.param({"after": "f1", "newest": "soon"}, "not a date-time", id="newest-not-a-date"),
+        pytest.param(
+            {"after": "f1", "newest": "9999-12-31T23:00:00-05:00"},
+            "not a date-time",
+            id="newest-beyond-year-9999",
+        ),
         pytest.param({"after": "f1", "newest": None}, None, id="valid-nothing-written-yet"),
         pytest.param({"after": "f1", "newest": "2024-01-01T00:00:00Z"}, None, id="valid"),
     ],
