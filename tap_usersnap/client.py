@@ -29,7 +29,7 @@ from tap_usersnap.envelope import (
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.projection import Projection
 from tap_usersnap.run_report import RunReportingStream
-from tap_usersnap.transport import connect_failure, origin
+from tap_usersnap.transport import PROXY_VARIABLES, connect_failure, origin
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -51,7 +51,6 @@ FIRST_RETRY_WAIT_SECONDS = 0.5
 # Retries of a connection that cannot be opened (refused, unreachable): a restarting
 # server is back within seconds; a wrong api_url never is.
 CONNECT_RETRIES = 3
-PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
 # What the SDK's RESTStream.request_decorator retries.
 RETRIED_ERRORS = (
     ConnectionResetError,

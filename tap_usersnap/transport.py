@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import sys
 import threading
@@ -27,6 +28,9 @@ if t.TYPE_CHECKING:
     from tap_usersnap.auth import UsersnapJWTAuthenticator
 
 CA_BUNDLE_VARIABLES = "REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE"
+PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
+#: How http.client reports a proxy's refusal of a CONNECT tunnel (status, reason).
+_TUNNEL_REFUSED = re.compile(r"Tunnel connection failed: (4\d\d\b.*)")
 #: TLS failures of the connection rather than of the handshake's terms: a retry may cure them.
 TRANSIENT_TLS_ERRORS = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
 
@@ -37,6 +41,10 @@ class TLSVerificationError(UsersnapError):
 
 class TLSHandshakeError(UsersnapError):
     """The server does not speak TLS as the client does (often plain HTTP): permanent."""
+
+
+class ProxyRefusedError(UsersnapError):
+    """The proxy refuses the tunnel (authentication, policy): retrying cannot help."""
 
 
 class UnresolvableHostError(UsersnapError):
@@ -107,6 +115,13 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
             "check the setting api_url (its scheme: a plain-HTTP server answers https:// "
             "like this) and any proxy in between"
         )
+    if isinstance(exc, requests.exceptions.ProxyError) and (
+        refusal := next(filter(None, map(_tunnel_refusal, _causes(exc))), None)
+    ):
+        return ProxyRefusedError(
+            f"The proxy for {where} refused to connect to it ({refusal}): check "
+            f"{PROXY_VARIABLES} in the environment, and the proxy's credentials"
+        )
     if unresolved := find_cause(exc, NameResolutionError):
         reason = find_cause(unresolved, OSError)
         return UnresolvableHostError(
@@ -114,6 +129,12 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
             f"({reason.strerror if reason else 'no address'}): check the setting api_url"
         )
     return None
+
+
+def _tunnel_refusal(exc: BaseException) -> str | None:
+    """The status a proxy refused a tunnel with, if ``exc`` says so (5xx may pass: not here)."""
+    match = _TUNNEL_REFUSED.match(str(exc)) if type(exc) is OSError else None
+    return match.group(1) if match else None
 
 
 def connect_failure(exc: BaseException) -> OSError | None:

@@ -362,3 +362,36 @@ def test_cursors_that_lead_back_to_a_page_already_read_fail_naming_the_path(
     with pytest.raises(PaginationLoopError, match=r"GET /v0\.1/projects/\S+/feedbacks: .*"):
         sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
     assert len(cursors_sent) == 3
+
+
+def test_a_proxy_refusing_the_tunnel_fails_at_once_naming_the_proxy_settings(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from tap_usersnap.transport import ProxyRefusedError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    tunnels_asked = []
+
+    def refuse_every_tunnel() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                tunnels_asked.append(connection.recv(4096).split(b" ", 1)[0])
+                connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+
+    threading.Thread(target=refuse_every_tunnel, daemon=True).start()
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with pytest.raises(ProxyRefusedError, match=r"407 Proxy Authentication.*HTTPS_PROXY"):
+            sync(base_config("https://api.usersnap.example/v0.1", max_retries=2))
+    finally:
+        listener.close()
+    assert tunnels_asked == [b"CONNECT"]
+    assert [r for r in caplog.records if "Retrying" in r.getMessage()] == []
