@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import typing as t
 from dataclasses import dataclass
@@ -54,6 +55,21 @@ def refuses_project(error: Exception) -> bool:
         error.status in {HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND}
         or error.errortype == "SITE_NOT_FOUND"
     )
+
+
+class _ResumableAnyway(logging.Filter):
+    """Drops the SDK's warning that an unsorted stream's progress is not resumable.
+
+    It is, here: the resume point (``RESUME_KEY``) is part of every STATE. Said on every
+    run for every project, the warning was noise, and wrong.
+    """
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Stream is assumed to be unsorted")
+
+
+_RESUMABLE_ANYWAY = _ResumableAnyway()
 
 
 @dataclass(frozen=True)
@@ -239,6 +255,7 @@ class FeedbacksStream(PerProjectStream):
         if self.config.get("filters"):
             self.path = "/projects/{project_id}/feedbacks/filter"
             self.http_method = "POST"
+        logging.getLogger("singer_sdk").addFilter(_RESUMABLE_ANYWAY)  # once: a set of filters
         #: Each project's starting point, decided once (when announced, or when synced).
         self._starting_points: dict[str, StartingPoint] = {}
 

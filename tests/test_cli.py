@@ -269,3 +269,12 @@ def test_cli_https_to_a_plain_http_server_is_one_tls_line_without_retries(
     assert "api_url" in line
     assert api_url.rsplit("/", 1)[0] in line
     assert retries_logged(result.stderr) == 0
+
+
+def test_a_clean_run_and_its_rerun_print_no_warning(tmp_path: Path, sandbox: Sandbox):
+    code, first = run_tap(tmp_path, base_config(sandbox.url))
+    assert code == 0
+    code, second = run_tap(tmp_path, base_config(sandbox.url), state=first.state)
+    assert code == 0
+    for run in (first, second):
+        assert [line for line in run.stderr.splitlines() if "WARNING" in line] == []
