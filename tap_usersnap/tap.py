@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 import typing as t
 from functools import cached_property
@@ -14,7 +13,13 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
-from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
+from tap_usersnap.cli import (
+    UsersnapCommand,
+    catalog_problem,
+    check_config_file,
+    checked_file,
+    config_error,
+)
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.run_report import RunReport
@@ -164,19 +169,23 @@ class TapUsersnap(Tap):
 
     @override
     @classmethod
-    def invoke(cls, *, state: t.IO[str] | None = None, **kwargs: t.Any) -> None:
-        """Refuse, naming it, a state file that is not a Singer state.
+    def invoke(
+        cls,
+        *,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        """Refuse, naming it, a state or catalog file that is not one.
 
         Resuming from a misread state could skip data.
         """
         if state is not None:
-            text = state.read()
-            if problem := state_problem(text):
-                path = getattr(state, "name", "?")
-                raise click.BadParameter(f"{path!r}: {problem}", param_hint="'--state'")
-            state = io.StringIO(text)
+            state = checked_file(state, state_problem, "'--state'")
+        if catalog is not None:
+            catalog = checked_file(catalog, catalog_problem, "'--catalog'")
         try:
-            super().invoke(state=state, **kwargs)
+            super().invoke(state=state, catalog=catalog, **kwargs)
         except Interrupted as stop:
             sys.exit(128 + stop.signum)  # what a shell reports for a process a signal ended
 

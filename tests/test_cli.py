@@ -11,8 +11,8 @@ import typing as t
 import pytest
 
 from tap_usersnap.client import CONNECT_RETRIES
-from tests.cli import run_tap, tap_command
-from tests.helpers import JWT_SECRET, base_config
+from tests.cli import run_tap, tap_command, write_json
+from tests.helpers import JWT_SECRET, base_config, parse_messages, sandbox_feedbacks
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -278,3 +278,37 @@ def test_a_clean_run_and_its_rerun_print_no_warning(tmp_path: Path, sandbox: San
     assert code == 0
     for run in (first, second):
         assert [line for line in run.stderr.splitlines() if "WARNING" in line] == []
+
+
+@pytest.mark.parametrize(
+    ("catalog_text", "problem"),
+    [
+        pytest.param("{not json", "not valid JSON", id="not-json"),
+        pytest.param('{"streams": "feedbacks"}', "not a Singer catalog", id="streams-not-a-list"),
+        pytest.param('{"streams": [{"schema": {}}]}', "not a Singer catalog", id="no-stream-id"),
+    ],
+)
+def test_a_malformed_catalog_is_one_line_naming_it(
+    tmp_path: Path, sandbox: Sandbox, catalog_text: str, problem: str
+):
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(catalog_text, encoding="utf-8")
+    config_file = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    done = run_command("--config", str(config_file), "--catalog", str(catalog_file))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert "Invalid value for '--catalog'" in line
+    assert str(catalog_file) in line
+    assert problem in line
+    assert sandbox.requests == []
+
+
+def test_a_discovered_catalog_is_accepted(tmp_path: Path, sandbox: Sandbox):
+    config_file = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    discovered = run_command("--config", str(config_file), "--discover")
+    assert discovered.returncode == 0, discovered.stderr
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(discovered.stdout, encoding="utf-8")
+    done = run_command("--config", str(config_file), "--catalog", str(catalog_file))
+    assert done.returncode == 0, done.stderr
+    assert len(parse_messages(done.stdout)) > len(sandbox_feedbacks(sandbox))
