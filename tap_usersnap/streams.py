@@ -438,8 +438,9 @@ class FeedbacksStream(PerProjectStream):
                 ):
                     if resume is None:
                         resume = state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+                    # newest first: a signal between the two resumes before this record.
                     if updated_at and (newest is None or updated_at > newest):
-                        newest = resume["newest"] = updated_at  # first: k counts, k-1 resumes
+                        newest = resume["newest"] = updated_at
                     resume["after"] = feedback_id
         if self.name not in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
             state.pop(RESUME_KEY, None)
