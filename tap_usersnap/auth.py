@@ -6,8 +6,10 @@ import sys
 import threading
 import time
 import typing as t
+import warnings
 
 import jwt
+from jwt.warnings import InsecureKeyLengthWarning
 from singer_sdk.authenticators import APIAuthenticatorBase
 
 if sys.version_info >= (3, 12):
@@ -21,6 +23,9 @@ if t.TYPE_CHECKING:
 # Usersnap verifies HS256 only; HS512 and "none" are rejected by design.
 JWT_ALGORITHM = "HS256"
 MAX_LIFETIME_SECONDS = 3600
+
+# Usersnap issues the secret, not the user: a warning about its length on every run is noise.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 
 class UsersnapJWTAuthenticator(APIAuthenticatorBase):

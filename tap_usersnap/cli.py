@@ -8,6 +8,7 @@ check. Anything else is a bug and keeps its traceback. With the SDK's log level 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -43,6 +44,14 @@ class UsersnapCommand(SingerCommand):
             context_settings=command.context_settings,
             logger=logger,
         )
+
+    @override
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A file option naming no readable file (``--state``, ``--catalog``) is one line."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            raise UsersnapError(exc.format_message()) from None
 
     @override
     def invoke(self, ctx: click.Context) -> t.Any:
@@ -81,6 +90,41 @@ def check_config_file(path: str) -> None:
     if not isinstance(settings, dict):
         msg = f"The config file {path} holds no JSON object of settings: check --config"
         raise ConfigError(msg)
+
+
+def catalog_problem(text: str) -> str | None:
+    """What makes ``text`` no Singer catalog the SDK can read, if anything."""
+    try:
+        catalog = json.loads(text)
+    except ValueError as exc:
+        return f"not valid JSON ({exc})"
+    streams = catalog.get("streams", []) if isinstance(catalog, dict) else None
+    if not isinstance(streams, list) or not all(
+        isinstance(stream, dict)
+        and isinstance(stream.get("tap_stream_id"), str)
+        and isinstance(stream.get("schema", {}), dict)
+        and isinstance(stream.get("metadata", []), list)
+        for stream in streams
+    ):
+        return (
+            "not a Singer catalog: expected an object with a 'streams' list of objects, "
+            "each with a 'tap_stream_id', a 'schema' object and a 'metadata' list"
+        )
+    return None
+
+
+def checked_file(
+    file: t.IO[str], problem_of: t.Callable[[str], str | None], option: str
+) -> t.IO[str]:
+    """The file's text, once it is known to be what ``option`` asks for.
+
+    Raises:
+        click.BadParameter: naming the option, the file and the problem.
+    """
+    text = file.read()
+    if problem := problem_of(text):
+        raise click.BadParameter(f"{getattr(file, 'name', '?')!r}: {problem}", param_hint=option)
+    return io.StringIO(text)
 
 
 def config_error(errors: list[str], config_jsonschema: dict[str, t.Any]) -> ConfigError:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import cached_property
 from http import HTTPStatus
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 import backoff
 import requests
@@ -29,7 +29,7 @@ from tap_usersnap.envelope import (
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.projection import Projection
 from tap_usersnap.run_report import RunReportingStream
-from tap_usersnap.transport import connect_failure, origin
+from tap_usersnap.transport import PROXY_VARIABLES, connect_failure, origin
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -51,7 +51,6 @@ FIRST_RETRY_WAIT_SECONDS = 0.5
 # Retries of a connection that cannot be opened (refused, unreachable): a restarting
 # server is back within seconds; a wrong api_url never is.
 CONNECT_RETRIES = 3
-PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
 # What the SDK's RESTStream.request_decorator retries.
 RETRIED_ERRORS = (
     ConnectionResetError,
@@ -86,8 +85,8 @@ class SharedByStreams(t.Protocol):
     rate_limit_gate: RateLimitGate
     http_session: requests.Session
     prefetcher: Prefetcher
-    #: Why a project's lists could not be read, by project id: the run goes on without it.
-    refused_projects: dict[str, str]
+    #: Why a project's lists could not be read, by project id and stream: the run goes on.
+    refused_projects: dict[str, dict[str, str]]
 
 
 class _ReportedByTheCLI(logging.Filter):
@@ -105,7 +104,11 @@ _REPORTED_BY_THE_CLI = _ReportedByTheCLI()
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
-    """Seconds asked for by a ``Retry-After`` header (in seconds or an HTTP date), if any."""
+    """Seconds asked for by a ``Retry-After`` header (in seconds or an HTTP date), if any.
+
+    Any date form RFC 7231 lets a server send (asctime, ``-0000``) is read as UTC; a value
+    that cannot be read asks for nothing.
+    """
     value = response.headers.get("Retry-After", "") if response is not None else ""
     try:
         return max(0.0, float(value))
@@ -113,8 +116,10 @@ def retry_after_seconds(response: requests.Response | None) -> float | None:
         pass
     try:
         moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
@@ -196,10 +201,12 @@ class UsersnapStream(RunReportingStream):
     @override
     def validate_response(self, response: requests.Response) -> None:
         status = response.status_code
-        where = f"{response.request.method} {urlparse(response.url).path}"
+        url = urlparse(response.url)
+        where = f"{response.request.method} {url.path}"
         if status < HTTPStatus.BAD_REQUEST:
+            sent_after = parse_qs(url.query).get("after", [None])[0]
             try:
-                check_page(payload(response), self.records_key, self.page_members)
+                check_page(payload(response), self.records_key, self.page_members, sent_after)
             except MalformedResponseError as exc:
                 raise RetriableAPIError(f"{exc} for {where}", response) from exc
             return

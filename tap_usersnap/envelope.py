@@ -53,12 +53,18 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
     return data
 
 
-def check_page(data: dict[str, t.Any], records_key: str, members: dict[str, type]) -> None:
+def check_page(
+    data: dict[str, t.Any],
+    records_key: str,
+    members: dict[str, type],
+    sent_after: str | None = None,
+) -> None:
     """Accept ``data`` only in the documented shape of a page.
 
     Raises:
         MalformedResponseError: if the record list or a member is missing or of the wrong
-            type, or ``has_more`` promises a page that ``next.after`` does not lead to.
+            type, or ``has_more`` promises a page that ``next.after`` does not lead to
+            (no cursor, or ``sent_after``, the cursor of this very page).
     """
     records = data.get(records_key) if records_key else []  # no key: the page is no list
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
@@ -68,9 +74,14 @@ def check_page(data: dict[str, t.Any], records_key: str, members: dict[str, type
         if not isinstance(data.get(name), kind):
             msg = f"'data.{name}' is not a {kind.__name__}"
             raise MalformedResponseError(msg)
-    if "has_more" in members and data["has_more"] and not next_cursor(data):
-        msg = "'data.has_more' is true, but 'data.next.after' is no cursor"
-        raise MalformedResponseError(msg)
+    if "has_more" in members and data["has_more"]:
+        after = next_cursor(data)
+        if not after:
+            msg = "'data.has_more' is true, but 'data.next.after' is no cursor"
+            raise MalformedResponseError(msg)
+        if after == sent_after:
+            msg = "'data.next.after' is the cursor this page was asked for: it would repeat"
+            raise MalformedResponseError(msg)
 
 
 def next_cursor(data: dict[str, t.Any]) -> str | None:

@@ -43,7 +43,11 @@ def normalize_any_timestamp(value: str) -> str:
     moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    except OverflowError as exc:  # year 1 or 9999 in a zone that leaves the calendar in UTC
+        msg = f"{value!r} is out of range in UTC"
+        raise ValueError(msg) from exc
 
 
 def filters_fingerprint(filters: list[dict[str, t.Any]] | None) -> str | None:

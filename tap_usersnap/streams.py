@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import typing as t
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
+from urllib.parse import urlsplit
 
 from singer_sdk import SchemaDirectory, StreamSchema
 from singer_sdk.helpers._state import PROGRESS_MARKERS
@@ -58,11 +60,19 @@ def refuses_project(error: Exception) -> bool:
     )
 
 
-def skip_refused_project(stream: UsersnapStream, context: Context, error: Exception) -> None:
-    """Go on with the other projects; the run fails naming this one once all is synced."""
-    project_id = context["project_id"]
-    stream.logger.warning("Skipping the %s of project %s: %s", stream.name, project_id, error)
-    stream.usersnap_tap.refused_projects.setdefault(project_id, f"{stream.name}: {error}")
+class _ResumableAnyway(logging.Filter):
+    """Drops the SDK's warning that an unsorted stream's progress is not resumable.
+
+    It is, here: the resume point (``RESUME_KEY``) is part of every STATE. Said on every
+    run for every project, the warning was noise, and wrong.
+    """
+
+    @override
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Stream is assumed to be unsorted")
+
+
+_RESUMABLE_ANYWAY = _ResumableAnyway()
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,33 @@ class ProjectsStream(UsersnapStream):
         yield from super().generate_child_contexts(record, context)
 
 
-class ProjectChildStream(UsersnapStream):
+class PerProjectStream(UsersnapStream):
+    """A stream read project by project: a project the API refuses is skipped, not fatal."""
+
+    #: What a refusal of a project leaves behind, as the run's last line tells it.
+    refusal_consequence = "not synced in this run"
+
+    def project_pages(self, context: Context) -> Iterator[t.Any]:
+        """The project's pages; if the API refuses the project, those read until then.
+
+        The run goes on with the other projects and fails naming this one once all is synced.
+        """
+        try:
+            yield from self.fetched(context)
+        except UsersnapError as error:
+            if not refuses_project(error):
+                raise
+            project_id = context["project_id"]
+            self.logger.warning("Skipping the %s of project %s: %s", self.name, project_id, error)
+            refusals = self.usersnap_tap.refused_projects.setdefault(project_id, {})
+            refusals[self.name] = f"{error} ({self.refusal_consequence})"
+            self.project_refused(context)
+
+    def project_refused(self, context: Context) -> None:
+        """Undo what the refused project's records would otherwise move."""
+
+
+class ProjectChildStream(PerProjectStream):
     """A per-project list addressed by the project's ``api_key``, tagged with its id."""
 
     parent_stream_type = ProjectsStream
@@ -174,13 +210,8 @@ class ProjectChildStream(UsersnapStream):
             self.logger.warning(
                 "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
             )
-        try:
-            for records in self.fetched(context):
-                yield from records
-        except UsersnapAPIError as error:
-            if not refuses_project(error):
-                raise
-            skip_refused_project(self, context, error)
+        for records in self.project_pages(context):
+            yield from records
 
     @override
     def post_process(self, row: Record, context: Context | None = None) -> Record | None:
@@ -208,8 +239,10 @@ class ProjectMetricsStream(ProjectChildStream):
     records_key = "metrics"
 
 
-class FeedbacksStream(UsersnapStream):
+class FeedbacksStream(PerProjectStream):
     """A project's feedback, newest ``updated_at`` first, read down to the bookmark."""
+
+    refusal_consequence = "its bookmark did not move: the next run reads what this one missed"
 
     name = "feedbacks"
     parent_stream_type = ProjectsStream
@@ -227,6 +260,9 @@ class FeedbacksStream(UsersnapStream):
         if self.config.get("filters"):
             self.path = "/projects/{project_id}/feedbacks/filter"
             self.http_method = "POST"
+        logging.getLogger("singer_sdk").addFilter(_RESUMABLE_ANYWAY)  # once: a set of filters
+        #: Each project's starting point, decided once (when announced, or when synced).
+        self._starting_points: dict[str, StartingPoint] = {}
 
     @override
     def preprocess_context(self, context: Context) -> Context:
@@ -261,15 +297,52 @@ class FeedbacksStream(UsersnapStream):
         """One item a page: ``{"feedbacks": [...]}``."""
         feedbacks = list(super().parse_response(response))
         for feedback in feedbacks:
-            feedback["updated_at"] = normalize_timestamp(feedback.get("updated_at"))
+            feedback["updated_at"] = self.comparable_updated_at(feedback, response)
         yield {"feedbacks": feedbacks}
 
-    def starting_point(self, context: Context) -> StartingPoint:
-        """Where to read, by the SDK's own starting value; FULL_TABLE: all, down to start_date.
+    def comparable_updated_at(
+        self, feedback: dict[str, t.Any], response: requests.Response
+    ) -> str | None:
+        """``updated_at`` in the form bookmarks compare in; null if it is no date-time.
 
-        Idempotent (the prefetcher asks first, then the sync). A bookmark the settings no
-        longer cover is dropped, with a warning.
+        A feedback with an unreadable ``updated_at`` is still delivered (nothing skipped), with
+        a warning: null neither moves a bookmark nor ends the read of a project early, so one
+        odd record can neither stop every run at itself nor hide the records after it.
         """
+        value = feedback.get("updated_at")
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                return normalize_timestamp(value)
+            except ValueError:
+                pass
+        self.logger.warning(
+            "Feedback %s in %s has an updated_at that is no date-time (%.60r): "
+            "delivered with updated_at null",
+            feedback.get("feedback_id"),
+            urlsplit(response.url).path,
+            value,
+        )
+        return None
+
+    @override
+    def _write_starting_replication_value(self, context: Context | None) -> None:
+        """The SDK's call before a partition's sync: the starting point, unless decided."""
+        if context is not None:
+            self.starting_point(context)
+
+    def starting_point(self, context: Context) -> StartingPoint:
+        """Where to read, decided once a project (announce or sync, whichever comes first).
+
+        By the SDK's own starting value; FULL_TABLE: all, down to start_date. A bookmark
+        the settings no longer cover is dropped first, with a warning.
+        """
+        if (decided := self._starting_points.get(context["project_id"])) is None:
+            decided = self._starting_points[context["project_id"]] = self._decide_start(context)
+        return decided
+
+    def _decide_start(self, context: Context) -> StartingPoint:
         start_date = normalize_timestamp(self.config.get("start_date"))
         if self.replication_method != REPLICATION_INCREMENTAL:
             return StartingPoint(floor=start_date)
@@ -285,7 +358,7 @@ class FeedbacksStream(UsersnapStream):
                 context["project_id"],
                 reason,
             )
-        self._write_starting_replication_value(context)
+        super()._write_starting_replication_value(context)
         resume = state.get(RESUME_KEY) or {}
         return StartingPoint(
             floor=normalize_timestamp(self.get_starting_replication_key_value(context)),
@@ -346,6 +419,7 @@ class FeedbacksStream(UsersnapStream):
             msg = "feedbacks are read per project"
             raise ValueError(msg)
         start = self.starting_point(context)
+        del self._starting_points[context["project_id"]]  # used: a later sync decides anew
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
@@ -355,26 +429,27 @@ class FeedbacksStream(UsersnapStream):
             self.state_manager.increment_state(
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
-        try:
-            for page in self.fetched(context):
-                for feedback in page["feedbacks"]:
-                    updated_at = feedback["updated_at"]
-                    if start.floor and updated_at and updated_at < start.floor:
-                        break
-                    yield feedback
-                    read += 1
-                    # Written now. A STATE the SDK wrote right after it names the one before.
-                    if incremental and (feedback_id := feedback.get("feedback_id")):
-                        if updated_at and (newest is None or updated_at > newest):
-                            newest = updated_at
-                        state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
-        except (UsersnapAPIError, CursorRefusedError) as error:
-            if not refuses_project(error):
-                raise
-            skip_refused_project(self, context, error)
-            # The SDK promotes progress markers to the bookmark when the partition ends:
-            # nothing read before the refusal may move it. The resume point stays valid.
-            state.pop(PROGRESS_MARKERS, None)
+        resume: dict[str, str | None] | None = None  # this run's, mutated: no dict a record
+        for page in self.project_pages(context):
+            for feedback in page["feedbacks"]:
+                updated_at = feedback["updated_at"]
+                if start.floor and updated_at and updated_at < start.floor:
+                    break
+                yield feedback
+                read += 1
+                # Written now. A STATE the SDK wrote right after it names the one before.
+                if (
+                    incremental
+                    and isinstance(feedback_id := feedback.get("feedback_id"), str)
+                    and feedback_id
+                ):
+                    if resume is None:
+                        resume = state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+                    # newest first: a signal between the two resumes before this record.
+                    if updated_at and (newest is None or updated_at > newest):
+                        newest = resume["newest"] = updated_at
+                    resume["after"] = feedback_id
+        if self.name in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
             return
         if start.floor is None and start.after is None:  # every feedback of the project
             # Before the resume point goes: a signal meanwhile must not mean reading it again.
@@ -385,3 +460,11 @@ class FeedbacksStream(UsersnapStream):
     def feedback_count(self) -> FeedbackCountStream:
         """Asks the API how many feedbacks a project holds."""
         return FeedbackCountStream(self._tap)
+
+    @override
+    def project_refused(self, context: Context) -> None:
+        """Keep the bookmark: the SDK promotes progress markers to it when the partition ends.
+
+        The resume point stays valid: it names a record written.
+        """
+        self.get_context_state(context).pop(PROGRESS_MARKERS, None)

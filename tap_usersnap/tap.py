@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import sys
 import typing as t
 from functools import cached_property
@@ -14,7 +13,13 @@ from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
-from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
+from tap_usersnap.cli import (
+    UsersnapCommand,
+    catalog_problem,
+    check_config_file,
+    checked_file,
+    config_error,
+)
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.reconcile import SETTING as RECONCILE_SETTING
@@ -177,18 +182,23 @@ class TapUsersnap(Tap):
 
     @override
     @classmethod
-    def invoke(cls, *, state: t.IO[str] | None = None, **kwargs: t.Any) -> None:
-        """Refuse, naming it, a state file that is not a Singer state.
+    def invoke(
+        cls,
+        *,
+        state: t.IO[str] | None = None,
+        catalog: t.IO[str] | None = None,
+        **kwargs: t.Any,
+    ) -> None:
+        """Refuse, naming it, a state or catalog file that is not one.
 
         Resuming from a misread state could skip data.
         """
         if state is not None:
-            text = state.read()
-            if problem := state_problem(text):
-                raise click.BadParameter(problem, param_hint="'--state'")
-            state = io.StringIO(text)
+            state = checked_file(state, state_problem, "'--state'")
+        if catalog is not None:
+            catalog = checked_file(catalog, catalog_problem, "'--catalog'")
         try:
-            super().invoke(state=state, **kwargs)
+            super().invoke(state=state, catalog=catalog, **kwargs)
         except Interrupted as stop:
             sys.exit(128 + stop.signum)  # what a shell reports for a process a signal ended
 
@@ -208,8 +218,8 @@ class TapUsersnap(Tap):
         return super().cb_config(ctx, param, value)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        #: Why a project's lists could not be read, by project id: the run goes on without it.
-        self.refused_projects: dict[str, str] = {}
+        #: Why a project's lists could not be read, by project id and stream: the run goes on.
+        self.refused_projects: dict[str, dict[str, str]] = {}
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
@@ -254,10 +264,14 @@ class TapUsersnap(Tap):
         finally:
             t.cast("UsersnapMessageWriter", self.message_writer).run_ended()
         if self.refused_projects:
-            reasons = "; ".join(f"{pid}: {why}" for pid, why in self.refused_projects.items())
+            reasons = "; ".join(
+                f"{project_id} {stream}: {why}"
+                for project_id, refusals in self.refused_projects.items()
+                for stream, why in refusals.items()
+            )
             msg = (
-                f"Usersnap refused {len(self.refused_projects)} project(s), synced everything "
-                f"else; their bookmarks did not move. Check access to them: {reasons}"
+                f"Usersnap refused {len(self.refused_projects)} project(s) and the tap synced "
+                f"everything else. Check access to them: {reasons}"
             )
             raise UsersnapError(msg)
         activate_version(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import sys
 import threading
@@ -27,10 +28,23 @@ if t.TYPE_CHECKING:
     from tap_usersnap.auth import UsersnapJWTAuthenticator
 
 CA_BUNDLE_VARIABLES = "REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE"
+PROXY_VARIABLES = "HTTPS_PROXY, HTTP_PROXY, ALL_PROXY and NO_PROXY"
+#: How http.client reports a proxy's refusal of a CONNECT tunnel (status, reason).
+_TUNNEL_REFUSED = re.compile(r"Tunnel connection failed: (4\d\d\b.*)")
+#: TLS failures of the connection rather than of the handshake's terms: a retry may cure them.
+TRANSIENT_TLS_ERRORS = (ssl.SSLEOFError, ssl.SSLSyscallError, ssl.SSLZeroReturnError)
 
 
 class TLSVerificationError(UsersnapError):
     """The server's certificate is not trusted: retrying cannot help."""
+
+
+class TLSHandshakeError(UsersnapError):
+    """The server does not speak TLS as the client does (often plain HTTP): permanent."""
+
+
+class ProxyRefusedError(UsersnapError):
+    """The proxy refuses the tunnel (authentication, policy): retrying cannot help."""
 
 
 class UnresolvableHostError(UsersnapError):
@@ -85,7 +99,7 @@ class GatedHTTPAdapter(HTTPAdapter):
 
 
 def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError | None:
-    """The failure no retry can cure (an untrusted certificate, a host with no address)."""
+    """The failure no retry can cure: an untrusted certificate, a failed handshake, no address."""
     where = origin(exc.request.url if exc.request is not None else None)
     if untrusted := find_cause(exc, ssl.SSLCertVerificationError):
         return TLSVerificationError(
@@ -94,6 +108,20 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
             f"check the setting api_url, and that {CA_BUNDLE_VARIABLES}, if set, names a "
             "CA bundle that signs it"
         )
+    tls = find_cause(exc, ssl.SSLError)
+    if tls is not None and not isinstance(tls, TRANSIENT_TLS_ERRORS):
+        return TLSHandshakeError(
+            f"The TLS handshake with {where} failed ({tls.reason or type(tls).__name__}): "
+            "check the setting api_url (its scheme: a plain-HTTP server answers https:// "
+            "like this) and any proxy in between"
+        )
+    if isinstance(exc, requests.exceptions.ProxyError) and (
+        refusal := next(filter(None, map(_tunnel_refusal, _causes(exc))), None)
+    ):
+        return ProxyRefusedError(
+            f"The proxy for {where} refused to connect to it ({refusal}): check "
+            f"{PROXY_VARIABLES} in the environment, and the proxy's credentials"
+        )
     if unresolved := find_cause(exc, NameResolutionError):
         reason = find_cause(unresolved, OSError)
         return UnresolvableHostError(
@@ -101,6 +129,12 @@ def permanent_failure(exc: requests.exceptions.ConnectionError) -> UsersnapError
             f"({reason.strerror if reason else 'no address'}): check the setting api_url"
         )
     return None
+
+
+def _tunnel_refusal(exc: BaseException) -> str | None:
+    """The status a proxy refused a tunnel with, if ``exc`` says so (5xx may pass: not here)."""
+    match = _TUNNEL_REFUSED.match(str(exc)) if type(exc) is OSError else None
+    return match.group(1) if match else None
 
 
 def connect_failure(exc: BaseException) -> OSError | None:
@@ -155,7 +189,8 @@ def shared_session(
     settings = session.merge_environment_settings(
         api_url, proxies={}, stream=None, verify=True, cert=None
     )
-    if isinstance(settings["verify"], str) and not os.path.exists(settings["verify"]):
+    verifies = urlsplit(api_url).scheme == "https"  # requests ignores a CA bundle otherwise
+    if verifies and isinstance(settings["verify"], str) and not os.path.exists(settings["verify"]):
         msg = (
             f"The CA bundle {settings['verify']} does not exist: check {CA_BUNDLE_VARIABLES} "
             "in the environment"

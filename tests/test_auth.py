@@ -191,3 +191,32 @@ def test_a_certificate_named_by_requests_ca_bundle_is_trusted(
     result = sync(base_config(tls_sandbox.url))
     assert tls_sandbox.url.startswith("https://")
     assert sorted(result.ids()) == sorted(sandbox_feedbacks(tls_sandbox))
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # the sandbox's
+def test_a_short_secret_runs_without_a_warning_about_its_length(tmp_path: Path):
+    from tap_usersnap.sandbox import Sandbox
+    from tests.cli import run_tap
+    from tests.helpers import base_config
+
+    short = "short-usersnap-secret"  # Usersnap's choice, not the user's
+    with Sandbox(jwt_id=JWT_ID, jwt_secret=short, projects=1, feedbacks_per_project=[3]) as sandbox:
+        code, result = run_tap(tmp_path, base_config(sandbox.url, jwt_secret=short))
+    assert code == 0, result.stderr
+    assert len(result.ids()) == 3
+    assert "HMAC key" not in result.stderr
+    assert short not in result.stderr
+
+
+def test_a_missing_ca_bundle_fails_only_a_run_that_uses_tls(
+    tls_sandbox, make_sandbox, monkeypatch: pytest.MonkeyPatch
+):
+    from tap_usersnap.transport import TLSVerificationError
+    from tests.helpers import base_config, sandbox_feedbacks, sync
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    plain = make_sandbox(projects=1, feedbacks_per_project=[5])
+    result = sync(base_config(plain.url))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(plain))
+    with pytest.raises(TLSVerificationError, match=r"/nonexistent/ca\.pem does not exist"):
+        sync(base_config(tls_sandbox.url))

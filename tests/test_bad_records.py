@@ -10,6 +10,7 @@ import pytest
 
 from tap_usersnap.nul import replace_nul
 from tap_usersnap.sandbox import SandboxStore
+from tap_usersnap.state import normalize_timestamp
 from tap_usersnap.writer import replace_lone_surrogates
 from tests.helpers import assert_records_match_schemas, base_config, sandbox_feedbacks, sync
 
@@ -103,3 +104,46 @@ def test_awkward_records_through_the_command(awkward_sandbox: Sandbox, tmp_path)
     assert len(result.ids()) == len(sandbox_feedbacks(awkward_sandbox))
     assert "Replaced unpaired UTF-16 surrogates" in result.stderr
     assert "NUL character(s) with U+FFFD" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "odd_value",
+    [12345, "yesterday", ["2024"], "9999-12-31T23:00:00-05:00"],
+    ids=["int", "word", "list", "beyond-year-9999-in-utc"],
+)
+def test_a_feedback_whose_updated_at_is_no_date_time_is_delivered_and_never_blocks(
+    make_sandbox: t.Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    odd_value: t.Any,
+):
+    sandbox = make_sandbox(projects=2, feedbacks_per_project=[30, 20])
+    first_project = sandbox.store.project_ids()[0]
+    odd = sandbox.store.feedbacks(first_project)[7]["feedback_id"]  # inside a page
+    list_feedbacks = sandbox.store.list_feedbacks
+
+    def with_an_odd_record(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
+        data = list_feedbacks(*args, **kwargs)
+        for feedback in data["feedbacks"]:
+            if feedback["feedback_id"] == odd:
+                feedback["updated_at"] = odd_value
+        return data
+
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", with_an_odd_record)
+    config = base_config(sandbox.url, page_size=5, max_concurrency=1)
+    first = sync(config)
+    assert sorted(first.ids()) == sorted(sandbox_feedbacks(sandbox))
+    [delivered] = [r for r in first.records["feedbacks"] if r["feedback_id"] == odd]
+    assert delivered["updated_at"] is None
+    [warning] = [r.getMessage() for r in caplog.records if "no date-time" in r.getMessage()]
+    assert odd in warning
+    assert f"/projects/{first_project}/feedbacks" in warning
+    newest = max(
+        f["updated_at"] for f in sandbox.store.feedbacks(first_project) if f["feedback_id"] != odd
+    )
+    bookmark = first.bookmarks()[first_project]["replication_key_value"]
+    assert bookmark == normalize_timestamp(newest)
+
+    changed = sandbox.store.change_feedbacks(first_project, 3, 1, None)
+    second = sync(config, first.state)  # the odd record is served again: no failure
+    assert set(changed) <= set(second.ids())

@@ -11,8 +11,8 @@ import typing as t
 import pytest
 
 from tap_usersnap.client import CONNECT_RETRIES
-from tests.cli import run_tap, tap_command
-from tests.helpers import JWT_SECRET, base_config
+from tests.cli import run_tap, tap_command, write_json
+from tests.helpers import JWT_SECRET, base_config, parse_messages, sandbox_feedbacks
 
 if t.TYPE_CHECKING:
     from pathlib import Path
@@ -32,6 +32,9 @@ if t.TYPE_CHECKING:
         pytest.param({"api_url": "platform.usersnap.com"}, "api_url", id="api_url-no-scheme"),
         pytest.param({"start_date": "yesterday"}, "start_date", id="start_date-not-a-date"),
         pytest.param({"start_date": "2024-13-45"}, "start_date", id="start_date-impossible"),
+        pytest.param(
+            {"start_date": "0001-01-01T00:30:00+01:00"}, "start_date", id="start_date-before-year-1"
+        ),
         pytest.param({"project_ids": "abc"}, "project_ids", id="project_ids-not-a-list"),
         pytest.param(
             {"filters": [{"filter_type": "colour", "operator": "eq", "value": "red"}]},
@@ -220,7 +223,25 @@ def test_malformed_state_fails_naming_it_before_any_request(
         check=False,
     )
     assert done.returncode == 1
-    assert "Invalid value for '--state'" in the_one_error_line(done.stderr)
+    line = the_one_error_line(done.stderr)
+    assert "Invalid value for '--state'" in line
+    assert str(state_file) in line
+    assert sandbox.requests == []
+
+
+@pytest.mark.parametrize("option", ["--state", "--catalog"])
+def test_a_missing_state_or_catalog_file_is_one_line_naming_it(
+    tmp_path: Path, sandbox: Sandbox, option: str
+):
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(base_config(sandbox.url)), encoding="utf-8")
+    missing = tmp_path / "no-such-file.json"
+    done = run_command("--config", str(config_file), option, str(missing))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert f"Invalid value for '{option}'" in line
+    assert str(missing) in line
+    assert "Usage:" not in done.stderr
     assert sandbox.requests == []
 
 
@@ -235,3 +256,59 @@ def test_cli_connection_test_checks_the_credentials_quietly(tmp_path: Path, sand
     done = run_command("--config", str(config_file), "--test")
     assert done.returncode == 1
     assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)
+
+
+def test_cli_https_to_a_plain_http_server_is_one_tls_line_without_retries(
+    tmp_path: Path, sandbox: Sandbox
+):
+    api_url = sandbox.url.replace("http://", "https://")
+    code, result = run_tap(tmp_path, base_config(api_url))
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert "TLS handshake" in line
+    assert "api_url" in line
+    assert api_url.rsplit("/", 1)[0] in line
+    assert retries_logged(result.stderr) == 0
+
+
+def test_a_clean_run_and_its_rerun_print_no_warning(tmp_path: Path, sandbox: Sandbox):
+    code, first = run_tap(tmp_path, base_config(sandbox.url))
+    assert code == 0
+    code, second = run_tap(tmp_path, base_config(sandbox.url), state=first.state)
+    assert code == 0
+    for run in (first, second):
+        assert [line for line in run.stderr.splitlines() if "WARNING" in line] == []
+
+
+@pytest.mark.parametrize(
+    ("catalog_text", "problem"),
+    [
+        pytest.param("{not json", "not valid JSON", id="not-json"),
+        pytest.param('{"streams": "feedbacks"}', "not a Singer catalog", id="streams-not-a-list"),
+        pytest.param('{"streams": [{"schema": {}}]}', "not a Singer catalog", id="no-stream-id"),
+    ],
+)
+def test_a_malformed_catalog_is_one_line_naming_it(
+    tmp_path: Path, sandbox: Sandbox, catalog_text: str, problem: str
+):
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(catalog_text, encoding="utf-8")
+    config_file = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    done = run_command("--config", str(config_file), "--catalog", str(catalog_file))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert "Invalid value for '--catalog'" in line
+    assert str(catalog_file) in line
+    assert problem in line
+    assert sandbox.requests == []
+
+
+def test_a_discovered_catalog_is_accepted(tmp_path: Path, sandbox: Sandbox):
+    config_file = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    discovered = run_command("--config", str(config_file), "--discover")
+    assert discovered.returncode == 0, discovered.stderr
+    catalog_file = tmp_path / "catalog.json"
+    catalog_file.write_text(discovered.stdout, encoding="utf-8")
+    done = run_command("--config", str(config_file), "--catalog", str(catalog_file))
+    assert done.returncode == 0, done.stderr
+    assert len(parse_messages(done.stdout)) > len(sandbox_feedbacks(sandbox))

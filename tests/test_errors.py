@@ -20,6 +20,7 @@ from tap_usersnap.client import (
     UsersnapAPIError,
     retry_after_seconds,
 )
+from tap_usersnap.pagination import PaginationLoopError
 from tap_usersnap.tap import TapUsersnap
 from tests.helpers import JWT_SECRET, base_config, sandbox_feedbacks, sync
 
@@ -216,8 +217,8 @@ def test_other_client_errors_fail_with_the_api_message(sandbox: Sandbox):
     stream = tap.streams["project_metrics"]
     # A project the API does not know is skipped; the run fails naming it once all is synced.
     assert list(stream.get_records({"project_id": "p", "api_key": "no-such-api-key"})) == []
-    assert "SITE_NOT_FOUND" in tap.refused_projects["p"]
-    assert "/v0.1/projects/no-such-api-key/metrics" in tap.refused_projects["p"]
+    assert "SITE_NOT_FOUND" in tap.refused_projects["p"]["project_metrics"]
+    assert "/v0.1/projects/no-such-api-key/metrics" in tap.refused_projects["p"]["project_metrics"]
 
 
 def test_retry_after_as_an_http_date_is_honoured():
@@ -254,3 +255,143 @@ def test_proxies_come_from_the_environment_with_no_proxy_honoured(
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     result = sync(base_config(sandbox.url, max_concurrency=1))
     assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param("Sun Nov  6 08:49:37 1994", id="asctime"),
+        pytest.param("Sun, 06 Nov 1994 08:49:37 -0000", id="minus-zero-zone"),
+        pytest.param("Sunday, 06-Nov-94 08:49:37 GMT", id="rfc850"),
+        pytest.param("Sun, 06 Nov 1994 08:49:99 GMT", id="out-of-range"),
+        pytest.param("soon", id="garbage"),
+    ],
+)
+def test_a_retry_after_in_any_date_form_is_retried_not_a_crash(
+    make_sandbox: t.Callable[..., Sandbox], retry_after: str
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[10])
+    sandbox.faults.status_every_n = 2
+    sandbox.faults.status_code = 429
+    sandbox.faults.retry_after = retry_after
+    result = sync(base_config(sandbox.url, **FAST_RETRIES))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert sandbox.fired["status_every_n"] > 0
+
+
+def test_a_retry_after_date_without_a_zone_is_utc():
+    response = requests.Response()
+    later = datetime.now(UTC) + timedelta(seconds=30)
+    response.headers["Retry-After"] = later.strftime("%a %b %d %H:%M:%S %Y")  # asctime
+    assert 25 < retry_after_seconds(response) <= 30
+    response.headers["Retry-After"] = format_datetime(later).replace("+0000", "-0000")
+    assert 25 < retry_after_seconds(response) <= 30
+
+
+def patch_pages(
+    sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    bend: t.Callable[[int, str | None, dict[str, t.Any]], None],
+) -> list[str | None]:
+    """Let ``bend(call_number, after, data)`` change the feedback pages the sandbox serves.
+
+    Returns the ``after`` of every list request, in order.
+    """
+    list_feedbacks = sandbox.store.list_feedbacks
+    cursors_sent: list[str | None] = []
+
+    def bent(project_id: str, limit: int, after: str | None, before: str | None) -> t.Any:
+        data = list_feedbacks(project_id, limit, after, before)
+        cursors_sent.append(after)
+        bend(len(cursors_sent), after, data)
+        return data
+
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", bent)
+    return cursors_sent
+
+
+def test_a_page_with_has_more_but_no_cursor_is_asked_again_not_from_page_one(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+
+    def no_cursor_on_the_second_call(call: int, _after: str | None, data: dict) -> None:
+        if call == 2:
+            data["next"] = None
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, no_cursor_on_the_second_call)
+    result = sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert cursors_sent[0] is None
+    assert None not in cursors_sent[1:], "page 1 was asked for again"
+    assert cursors_sent[1] == cursors_sent[2]  # the malformed page, asked for again
+    assert len(cursors_sent) == 4
+
+
+def test_a_page_whose_cursor_is_its_own_is_retried_then_fails_naming_the_path(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+
+    def the_same_cursor_again(_call: int, after: str | None, data: dict) -> None:
+        if after:
+            data["next"] = {"after": after}
+            data["has_more"] = True
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, the_same_cursor_again)
+    with pytest.raises(
+        RetriesExhaustedError, match=r"cursor this page was asked for.* GET /v0\.1/projects/"
+    ):
+        sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert len(cursors_sent) == 2 + FAST_RETRIES["max_retries"]
+
+
+def test_cursors_that_lead_back_to_a_page_already_read_fail_naming_the_path(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[50])
+    first_cursor: list[str] = []
+
+    def back_to_page_two(call: int, _after: str | None, data: dict) -> None:
+        if call == 1:
+            first_cursor.append(data["next"]["after"])
+        if call == 3:
+            data["next"] = {"after": first_cursor[0]}
+
+    cursors_sent = patch_pages(sandbox, monkeypatch, back_to_page_two)
+    with pytest.raises(PaginationLoopError, match=r"GET /v0\.1/projects/\S+/feedbacks: .*"):
+        sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
+    assert len(cursors_sent) == 3
+
+
+def test_a_proxy_refusing_the_tunnel_fails_at_once_naming_the_proxy_settings(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    from tap_usersnap.transport import ProxyRefusedError
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    tunnels_asked = []
+
+    def refuse_every_tunnel() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed: the test is over
+            with connection:
+                tunnels_asked.append(connection.recv(4096).split(b" ", 1)[0])
+                connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+
+    threading.Thread(target=refuse_every_tunnel, daemon=True).start()
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "https_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    try:
+        with pytest.raises(ProxyRefusedError, match=r"407 Proxy Authentication.*HTTPS_PROXY"):
+            sync(base_config("https://api.usersnap.example/v0.1", max_retries=2))
+    finally:
+        listener.close()
+    assert tunnels_asked == [b"CONNECT"]
+    assert [r for r in caplog.records if "Retrying" in r.getMessage()] == []

@@ -407,6 +407,24 @@ def test_a_refused_project_leaves_the_others_synced_and_its_bookmark_unmoved(
     assert changed_refused <= delivered
 
 
+def test_a_refusal_of_only_a_projects_lists_says_what_it_left_per_stream(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    sandbox = make_sandbox(projects=2, feedbacks_per_project=[20, 20])
+    refused = sandbox.store.project_ids()[1]
+    api_key = next(p["api_key"] for p in sandbox.store.projects() if p["project_id"] == refused)
+    sandbox.faults.refuse_project = api_key  # its lists only: its feedback is read by id
+    code, result = run_tap(tmp_path, base_config(sandbox.url))
+    assert code == 1
+    [error] = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert f"{refused} project_metrics: " in error
+    assert f"{refused} project_assignees: " in error
+    assert "not synced in this run" in error
+    assert "bookmark" not in error  # its feedback was synced, and its bookmark moved
+    assert sorted(result.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert "replication_key_value" in result.bookmarks()[refused]
+
+
 class SignallingOutput(io.BytesIO):
     """Standard output that receives a signal halfway through writing a given line."""
 
@@ -503,6 +521,11 @@ def test_a_signal_ends_the_run_at_once_while_every_request_hangs(
         pytest.param("abc", "naming a feedback id", id="not-an-object"),
         pytest.param({"newest": "2024-01-01T00:00:00Z"}, "naming a feedback id", id="no-after"),
         pytest.param({"after": "f1", "newest": "soon"}, "not a date-time", id="newest-not-a-date"),
+        pytest.param(
+            {"after": "f1", "newest": "9999-12-31T23:00:00-05:00"},
+            "not a date-time",
+            id="newest-beyond-year-9999",
+        ),
         pytest.param({"after": "f1", "newest": None}, None, id="valid-nothing-written-yet"),
         pytest.param({"after": "f1", "newest": "2024-01-01T00:00:00Z"}, None, id="valid"),
     ],

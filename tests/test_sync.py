@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import typing as t
 from collections import Counter
@@ -381,3 +382,22 @@ def test_a_start_date_past_the_bookmark_leaves_a_gap_a_later_run_fills(sandbox: 
 
     third = sync(config, state=second.state)  # start_date removed: the gap is read
     assert set(changed) <= set(third.ids())
+
+
+@pytest.mark.parametrize("max_concurrency", [1, 3])
+def test_each_projects_starting_point_is_decided_once(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture, max_concurrency: int
+):
+    config = base_config(sandbox.url, max_concurrency=max_concurrency)
+    first = sync(config)
+    caplog.clear()
+    caplog.set_level(logging.INFO)
+    sync(config, state=first.state)
+    starts = [
+        r.getMessage()
+        for r in caplog.records
+        if r.getMessage().startswith("Starting incremental sync of 'feedbacks'")
+    ]
+    assert len(starts) == len(sandbox.store.project_ids())
+    bookmarks = {p["replication_key_value"] for p in first.bookmarks().values()}
+    assert {message.rsplit(" ", 1)[1] for message in starts} == bookmarks

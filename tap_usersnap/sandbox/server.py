@@ -54,7 +54,8 @@ class Faults:
     latency_ms: float = 0.0
     status_every_n: int = 0
     status_code: int = 503
-    retry_after: float | None = None
+    # Seconds, or a header value as sent (an HTTP date in any of its forms).
+    retry_after: float | str | None = None
     burst: int = 1
     truncate_every_n: int = 0
     bad_envelope_every_n: int = 0
@@ -103,9 +104,7 @@ class Faults:
         for name, value in values.items():
             if name not in known:
                 raise validation_error(name, "unknown fault field")
-            if name in {"refuse_project", "hide_project"} and (
-                value is None or isinstance(value, str)
-            ):
+            if name in {"refuse_project", "hide_project", "retry_after"} and isinstance(value, str):
                 pass
             elif value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
@@ -165,7 +164,8 @@ def _status_fault(code: int, faults: Faults) -> _Response:
     """What a gateway or rate limiter answers: HTML for 5xx, the JSON envelope otherwise."""
     headers: tuple[tuple[str, str], ...] = ()
     if faults.retry_after is not None:
-        headers = (("Retry-After", f"{faults.retry_after:g}"),)
+        value = faults.retry_after
+        headers = (("Retry-After", value if isinstance(value, str) else f"{value:g}"),)
     try:
         reason = HTTPStatus(code).phrase
     except ValueError:
