@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py                 # every scenario, ~6-8 minutes
     .venv/bin/python benchmarks/bench.py --quick         # smaller sizes, under 2 minutes
-    .venv/bin/python benchmarks/bench.py --scenario cpu  # cpu | memory | latency | incremental
+    .venv/bin/python benchmarks/bench.py --scenario cpu  # or memory, stalled, latency, incremental
 
 The sandbox (``usersnap-sandbox``) and the tap each run as their own process, so the
 sandbox's CPU never shares a GIL with what is measured. Wall time comes from
@@ -44,6 +44,7 @@ MIB = 1024 * 1024
 CPU_RATIO_TARGET = 1.3
 RSS_TARGET_MIB = 150.0
 RSS_FLAT_TOLERANCE = 0.10  # the large run may use at most 10 % (or 10 MiB) more
+STALLED_RSS_TARGET_MIB = 100.0
 LATENCY_RATIO_TARGET = 0.35
 UNCHANGED_REQUESTS_TARGET = 2
 
@@ -318,6 +319,49 @@ def scenario_memory(bench: Bench, quick: bool, runs: int, with_bare: bool) -> No
     )
 
 
+def run_stalled(cmd: list[str], stall_seconds: float, stderr: Path) -> Run:
+    """Run ``cmd`` behind a target that reads nothing for ``stall_seconds``, then everything."""
+    with open(stderr, "wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        time.sleep(stall_seconds)
+        while proc.stdout.read(1 << 20):
+            pass
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{cmd[0]} exited {os.waitstatus_to_exitcode(status)}")
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def scenario_stalled(bench: Bench, quick: bool) -> None:
+    """Many small projects behind a target that stalls: buffered pages must stay bounded."""
+    projects, per_project, stall = (100, 200, 5.0) if quick else (300, 200, 20.0)
+    with Sandbox(
+        "--projects", str(projects), "--feedbacks", str(per_project), workdir=bench.workdir
+    ) as sb:
+        bench.note(f"stalled: sandbox {projects}x{per_project} up in {sb.startup:.1f} s")
+        config = bench.config(sb)
+        sb.reset_requests()
+        run = run_stalled([TAP, "--config", str(config)], stall, bench.workdir / "tap.stderr.log")
+        served = sb.stats()["requests"]
+    bench.note(f"tap  {run.wall:7.2f} s  cpu {run.cpu:6.2f} s  rss {run.rss_mib:6.1f} MiB")
+    table(
+        f"2b. Memory behind a stalled target: {projects} x {per_project} feedbacks, "
+        f"target reads nothing for {stall:.0f} s",
+        ["peak RSS MiB", "requests served", "wall s", f"target < {STALLED_RSS_TARGET_MIB:.0f} MiB"],
+        [
+            [
+                f"{run.rss_mib:.1f}",
+                served,
+                f"{run.wall:.2f}",
+                verdict(run.rss_mib < STALLED_RSS_TARGET_MIB),
+            ]
+        ],
+    )
+
+
 def scenario_latency(bench: Bench, runs: int) -> None:
     projects, per_project, latency_ms = 20, 500, 100
     rows: list[list[t.Any]] = []
@@ -475,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenario",
-        choices=["cpu", "memory", "latency", "incremental", "all"],
+        choices=["cpu", "memory", "stalled", "latency", "incremental", "all"],
         default="all",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
@@ -514,13 +558,17 @@ def main(argv: list[str] | None = None) -> int:
         f"tap start-up (`tap-usersnap --about`): {about.wall:.2f} s wall, {about.rss_mib:.0f} MiB"
     )
     wanted = (
-        {"cpu", "memory", "latency", "incremental"} if args.scenario == "all" else {args.scenario}
+        {"cpu", "memory", "stalled", "latency", "incremental"}
+        if args.scenario == "all"
+        else {args.scenario}
     )
     try:
         if "cpu" in wanted:
             scenario_cpu(bench, args.quick, pairs)
         if "memory" in wanted:
             scenario_memory(bench, args.quick, args.memory_runs, args.memory_bare)
+        if "stalled" in wanted:
+            scenario_stalled(bench, args.quick)
         if "latency" in wanted:
             scenario_latency(bench, latency_runs)
         if "incremental" in wanted:
