@@ -30,6 +30,24 @@ class _Failure:
         self.error = error
 
 
+class Parallel:
+    """Producers whose items may interleave, run at once (after ``head``) by one job.
+
+    Iterated outside a prefetcher, it runs as a job of its own.
+    """
+
+    def __init__(
+        self, producers: list[Callable[[], Iterable[t.Any]]], head: Iterable[t.Any] = ()
+    ) -> None:
+        self.producers = producers
+        self.head = list(head)
+
+    def __iter__(self) -> Iterator[t.Any]:
+        job = _Job(lambda: self, len(self.producers), PageBudget(len(self.producers)))
+        threading.Thread(target=job.run, name="usersnap-fetch", daemon=True).start()
+        return job.take()
+
+
 class PageBudget:
     """Pages buffered by jobs nobody consumes yet, across all jobs: at most ``pages``.
 
@@ -82,18 +100,45 @@ class _Job:
         self.taken = False
 
     def run(self) -> None:
+        if self._feed(self._produce):
+            self._put(_END)
+
+    def _feed(self, produce: Callable[[], Iterable[t.Any]]) -> bool:
+        """Queue what ``produce`` makes; False if it failed or the job was cancelled."""
         items: Iterable[t.Any] = ()
         try:
-            items = self._produce()
+            items = produce()
+            if isinstance(items, Parallel):
+                return self._feed_parallel(items)
             for item in items:
                 if not self._put(item):
-                    return
-            self._put(_END)
+                    return False
         except BaseException as exc:
             self._put(_Failure(exc))
+            return False
         finally:
             if isinstance(items, Generator):
                 items.close()  # a cancelled producer sends no further request
+        return True
+
+    def _feed_parallel(self, parallel: Parallel) -> bool:
+        for item in parallel.head:
+            if not self._put(item):
+                return False
+        fed: list[bool] = []
+        threads = [
+            threading.Thread(
+                target=lambda produce=produce: fed.append(self._feed(produce)),
+                name="usersnap-fetch-part",
+                daemon=True,
+            )
+            for produce in parallel.producers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return all(fed)
 
     def _put(self, item: object) -> bool:
         share = item is not _END and not self.taken and self._budget.acquire(self)

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import typing as t
 from dataclasses import dataclass
 from http import HTTPStatus
 
 from singer_sdk import SchemaDirectory, StreamSchema
+from singer_sdk.exceptions import RetriableAPIError
 from singer_sdk.helpers._state import PROGRESS_MARKERS
 from singer_sdk.pagination import SinglePagePaginator
 from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
-from tap_usersnap.envelope import payload
+from tap_usersnap.envelope import MalformedResponseError, check_page, payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
+from tap_usersnap.ranges import (
+    CREATED_RANGE,
+    RANGE_INDEX,
+    RANGE_READ,
+    full_read,
+    range_query,
+    read_ranges,
+)
 from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
 if sys.version_info >= (3, 12):
@@ -25,10 +35,11 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable
 
     import requests
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 SCHEMAS = SchemaDirectory(schemas)
 
@@ -70,6 +81,8 @@ class StartingPoint:
     after: str | None = None
     #: The newest ``updated_at`` an interrupted run wrote: the bookmark to be.
     newest: str | None = None
+    #: An interrupted range read: its ``newest`` and ``ranges`` (see ``ranges.RANGE_READ``).
+    range_read: dict[str, t.Any] | None = None
 
 
 class ProjectsStream(UsersnapStream):
@@ -257,7 +270,60 @@ class FeedbacksStream(UsersnapStream):
         feedbacks = list(super().parse_response(response))
         for feedback in feedbacks:
             feedback["updated_at"] = normalize_timestamp(feedback.get("updated_at"))
-        yield {"feedbacks": feedbacks}
+        yield {"feedbacks": feedbacks, "has_more": payload(response).get("has_more") is True}
+
+    @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        """A created_at range is read from the filter endpoint, newest created first."""
+        request = super().get_http_request(page=page)
+        created_range = (page.stream_context or {}).get(CREATED_RANGE)
+        if created_range is None:
+            return request
+        request.method = "POST"
+        request.url = self.filter_url(t.cast("Context", page.stream_context))
+        request.data = {
+            "query": [*(self.config.get("filters") or []), *range_query(created_range)],
+            "order_by": {"order_by_type": "created_at", "direction": "desc"},
+        }
+        return request
+
+    def filter_url(self, context: Context, suffix: str = "") -> str:
+        """The project's filter endpoint (``/count`` with ``suffix``)."""
+        return f"{self.url_base}/projects/{context['project_id']}/feedbacks/filter{suffix}"
+
+    def _post_filter(
+        self, context: Context, suffix: str, body: dict[str, t.Any], params: dict[str, t.Any]
+    ) -> dict[str, t.Any]:
+        """One request to the filter endpoint, with the stream's retries; its ``data``."""
+        request = self.build_prepared_request(
+            method="POST", url=self.filter_url(context, suffix), params=params, json=body
+        )
+        response = self.request_decorator(self._request)(request, context)
+        return payload(response)
+
+    @override
+    def validate_response(self, response: requests.Response) -> None:
+        """A count is no page: its ``data`` holds ``total_count`` alone."""
+        if response.ok and response.request.path_url.endswith("/filter/count"):
+            try:
+                check_page({"": [], **payload(response)}, "", {"total_count": int})
+            except MalformedResponseError as exc:
+                msg = f"{exc} for POST {response.request.path_url}"
+                raise RetriableAPIError(msg, response) from exc
+            return
+        super().validate_response(response)
+
+    def count(self, context: Context) -> int:
+        """How many feedbacks the project holds (under the filters, if any are set)."""
+        body = {"query": self.config.get("filters") or []}
+        data = self._post_filter(context, "/count", body, {})
+        return int(data["total_count"])
+
+    def first_created(self, context: Context, order_by: dict[str, str]) -> str | None:
+        """The ``created_at`` of the first feedback in ``order_by`` (the oldest or newest)."""
+        body = {"query": self.config.get("filters") or [], "order_by": order_by}
+        feedbacks = self._post_filter(context, "", body, {"limit": 1}).get("feedbacks") or []
+        return feedbacks[0].get("created_at") if feedbacks else None
 
     def starting_point(self, context: Context) -> StartingPoint:
         """Where to read, by the SDK's own starting value; FULL_TABLE: all, down to start_date.
@@ -286,11 +352,12 @@ class FeedbacksStream(UsersnapStream):
             floor=normalize_timestamp(self.get_starting_replication_key_value(context)),
             after=resume.get("after"),
             newest=resume.get("newest"),
+            range_read=resume if "ranges" in resume else None,
         )
 
     def pages(
         self, context: Context, floor: str | None, start_after: str | None
-    ) -> Iterator[dict[str, t.Any]]:
+    ) -> Generator[dict[str, t.Any], None, None]:
         """Pages down to the first one that reaches below ``floor``: no request after it.
 
         A cursor the API refuses (its feedback was deleted meanwhile, or a stale resume
@@ -332,6 +399,12 @@ class FeedbacksStream(UsersnapStream):
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
         """Pages from the starting point, decided now: the worker reads no state."""
         start = self.starting_point(context)
+        slots = self.usersnap_tap.range_request_slots
+        if start.range_read:
+            resume = copy.deepcopy(start.range_read)  # the state stays the consumer's
+            return lambda: read_ranges(self, context, resume, slots)
+        if start.floor is None and start.after is None:
+            return lambda: full_read(self, context, slots)
         return lambda: self.pages(context, start.floor, start.after)
 
     @override
@@ -349,14 +422,25 @@ class FeedbacksStream(UsersnapStream):
             self.state_manager.increment_state(
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
+        range_read: dict[str, t.Any] | None = None
         try:
             for page in self.fetched(context):
+                if RANGE_READ in page:
+                    range_read = copy.deepcopy(page[RANGE_READ])
+                    if incremental:
+                        state[RESUME_KEY] = range_read
                 for feedback in page["feedbacks"]:
                     updated_at = feedback["updated_at"]
                     if start.floor and updated_at and updated_at < start.floor:
-                        break
+                        if range_read is None:
+                            break
+                        continue  # ranges are in created_at order: the rest may be newer
                     yield feedback
                     # Written now. A STATE the SDK wrote right after it names the one before.
+                    if range_read is not None:
+                        if feedback_id := feedback.get("feedback_id"):
+                            range_read["ranges"][page[RANGE_INDEX]]["after"] = feedback_id
+                        continue
                     if incremental and (feedback_id := feedback.get("feedback_id")):
                         if updated_at and (newest is None or updated_at > newest):
                             newest = updated_at
@@ -370,3 +454,9 @@ class FeedbacksStream(UsersnapStream):
             state.pop(PROGRESS_MARKERS, None)
             return
         state.pop(RESUME_KEY, None)
+        if incremental and range_read is not None:
+            # Not the newest seen: an edit during the read, to a range read before, is
+            # older than that, and must stay newer than the bookmark.
+            state.setdefault(PROGRESS_MARKERS, {}).update(
+                replication_key=self.replication_key, replication_key_value=range_read["newest"]
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
+import threading
 import typing as t
 from functools import cached_property
 
@@ -17,6 +18,7 @@ from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.cli import UsersnapCommand, check_config_file, config_error
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
+from tap_usersnap.ranges import RANGES_PER_CONCURRENCY
 from tap_usersnap.run_report import RunReport
 from tap_usersnap.state import normalize_timestamp, state_problem
 from tap_usersnap.streams import (
@@ -296,13 +298,19 @@ class TapUsersnap(Tap):
         return Prefetcher(workers=self.config["max_concurrency"] * children)
 
     @cached_property
+    def range_request_slots(self) -> threading.Semaphore:
+        """Requests of parallel created_at ranges in flight at once, across all projects."""
+        return threading.Semaphore(RANGES_PER_CONCURRENCY * self.config["max_concurrency"])
+
+    @cached_property
     def http_session(self) -> requests.Session:
-        """One connection pool, sized for the concurrent workers, behind the 429 gate."""
+        """One connection pool, sized for the concurrent workers and ranges, behind the 429 gate."""
         return shared_session(
             self.config["api_url"],
             self.rate_limit_gate,
             self.authenticator,
-            pool_size=self.prefetcher.workers,
+            pool_size=self.prefetcher.workers
+            + RANGES_PER_CONCURRENCY * self.config["max_concurrency"],
         )
 
 
