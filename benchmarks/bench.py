@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench.py                 # every scenario, ~6-8 minutes
     .venv/bin/python benchmarks/bench.py --quick         # smaller sizes, under 2 minutes
-    .venv/bin/python benchmarks/bench.py --scenario cpu  # or memory, stalled, latency, incremental
+    .venv/bin/python benchmarks/bench.py --scenario cpu  # or memory, stalled, latency, ranges, ...
 
 The sandbox (``usersnap-sandbox``) and the tap each run as their own process, so the
 sandbox's CPU never shares a GIL with what is measured. Wall time comes from
@@ -45,6 +45,7 @@ CPU_RATIO_TARGET = 1.3
 RSS_TARGET_MIB = 150.0
 RSS_FLAT_TOLERANCE = 0.10  # the large run may use at most 10 % (or 10 MiB) more
 STALLED_RSS_TARGET_MIB = 100.0
+RANGES_RATIO_TARGET = 0.35
 LATENCY_RATIO_TARGET = 0.35
 UNCHANGED_REQUESTS_TARGET = 2
 
@@ -362,6 +363,57 @@ def scenario_stalled(bench: Bench, quick: bool) -> None:
     )
 
 
+def chain_requests(projects: int, per_project: int, page_size: int = 100) -> int:
+    """Requests of a sequential read in one chain a project: projects, pages, 2 lists each."""
+    return 1 + projects * (max(1, -(-per_project // page_size)) + 2)
+
+
+def scenario_ranges(bench: Bench, runs: int) -> None:
+    """Large projects at 100 ms a request, against one cursor chain a project, in sequence."""
+    latency_ms = 100
+    rows: list[list[t.Any]] = []
+    for projects, per_project in ((1, 20_000), (8, 3_000)):
+        with Sandbox(
+            "--projects",
+            str(projects),
+            "--feedbacks",
+            str(per_project),
+            "--latency-ms",
+            str(latency_ms),
+            workdir=bench.workdir,
+        ) as sb:
+            config = bench.config(sb)
+            walls, served = [], []
+            for _ in range(runs):
+                sb.reset_requests()
+                walls.append(bench.tap(config).wall)
+                served.append(sb.stats()["requests"])
+        floor = chain_requests(projects, per_project) * latency_ms / 1000
+        wall = statistics.median(walls)
+        rows.append(
+            [
+                f"{projects} x {per_project:,}",
+                f"{floor:.1f}",
+                max(served),
+                f"{wall:.2f}",
+                f"{wall / floor:.3f}",
+                verdict(wall / floor <= RANGES_RATIO_TARGET),
+            ]
+        )
+    table(
+        f"3b. Large projects: {latency_ms} ms a request, default settings (median of {runs})",
+        [
+            "projects x feedbacks",
+            "one chain a project, in sequence: s",
+            "requests served",
+            "wall s",
+            "wall/chain",
+            f"target <= {RANGES_RATIO_TARGET}",
+        ],
+        rows,
+    )
+
+
 def scenario_latency(bench: Bench, runs: int) -> None:
     projects, per_project, latency_ms = 20, 500, 100
     rows: list[list[t.Any]] = []
@@ -519,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--scenario",
-        choices=["cpu", "memory", "stalled", "latency", "incremental", "all"],
+        choices=["cpu", "memory", "stalled", "latency", "ranges", "incremental", "all"],
         default="all",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
@@ -558,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         f"tap start-up (`tap-usersnap --about`): {about.wall:.2f} s wall, {about.rss_mib:.0f} MiB"
     )
     wanted = (
-        {"cpu", "memory", "stalled", "latency", "incremental"}
+        {"cpu", "memory", "stalled", "latency", "ranges", "incremental"}
         if args.scenario == "all"
         else {args.scenario}
     )
@@ -571,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
             scenario_stalled(bench, args.quick)
         if "latency" in wanted:
             scenario_latency(bench, latency_runs)
+        if "ranges" in wanted:
+            scenario_ranges(bench, latency_runs)
         if "incremental" in wanted:
             scenario_incremental(bench, not args.no_incremental_latency)
     finally:
