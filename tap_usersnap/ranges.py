@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import time
 import typing as t
 from datetime import UTC, datetime
 
@@ -39,8 +40,11 @@ RANGE_INDEX = "range"
 #: A project is split only if it holds this many feedbacks (25 pages of the largest size:
 #: below, its chain is short, and a split costs three requests more) ...
 MIN_FEEDBACKS_TO_SPLIT = 2_500
-#: ... and only into ranges of at least this many pages each.
+#: ... and only into ranges of at least this many pages each ...
 MIN_PAGES_PER_RANGE = 4
+#: ... and only if its first page took this long: below, the tap's own work on a page
+#: (about 10 ms) is the bottleneck, and a chain read ahead keeps up with it.
+MIN_PAGE_SECONDS_TO_SPLIT = 0.05
 #: Ranges a project is split into, at most: a multiple of ``max_concurrency``.
 RANGES_PER_CONCURRENCY = 2
 NEWEST_FIRST = {"order_by_type": "created_at", "direction": "desc"}
@@ -83,9 +87,12 @@ def full_read(
     from it; for a large one it is the bookmark to be.
     """
     chain = stream.pages(context, None, None)
+    started = time.perf_counter()
     first = next(chain, None)
     if first is None or not first["has_more"]:
         return [] if first is None else [first]
+    if time.perf_counter() - started < MIN_PAGE_SECONDS_TO_SPLIT:
+        return _continue(first, chain)
     total = stream.count(context)
     pages = math.ceil(total / int(stream.config["page_size"]))
     most = RANGES_PER_CONCURRENCY * int(stream.config["max_concurrency"])

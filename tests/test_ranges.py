@@ -24,6 +24,8 @@ if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
 
 LARGE = 3000  # 30 pages of 100: split into 7 ranges at max_concurrency 4
+#: Ranges pay off only when a round trip is slow (``MIN_PAGE_SECONDS_TO_SPLIT``).
+SLOW_MS = 60
 
 
 def range_requests(sandbox: Sandbox) -> list[str]:
@@ -47,6 +49,7 @@ def test_a_large_project_is_read_as_ranges_every_feedback_once(
     make_sandbox: t.Callable[..., Sandbox],
 ):
     sandbox = make_sandbox(projects=2, feedbacks_per_project=[LARGE, 120])
+    sandbox.faults.latency_ms = SLOW_MS
     result = sync(base_config(sandbox.url, page_size=100, max_concurrency=4))
 
     ids = result.ids()
@@ -62,8 +65,17 @@ def test_a_large_project_is_read_as_ranges_every_feedback_once(
     assert partition["replication_key_value"] == newest
 
 
+def test_a_fast_api_keeps_one_chain_read_ahead(make_sandbox: t.Callable[..., Sandbox]):
+    """Without latency the tap's own work is the bottleneck: splitting would only cost."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
+    result = sync(base_config(sandbox.url, page_size=100))
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    assert not range_requests(sandbox)
+
+
 def test_ranges_combine_with_the_filters(make_sandbox: t.Callable[..., Sandbox]):
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[6000])
+    sandbox.faults.latency_ms = SLOW_MS
     project_id = sandbox.store.project_ids()[0]
     wanted = {
         f["feedback_id"] for f in sandbox.store.feedbacks(project_id) if f["status_type"] == "open"
@@ -92,7 +104,7 @@ def test_edits_during_a_range_read_are_caught_by_the_next_run(
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
     project_id = sandbox.store.project_ids()[0]
     oldest = min(sandbox.store.feedbacks(project_id), key=lambda f: f["created_at"])
-    sandbox.faults.latency_ms = 100
+    sandbox.faults.latency_ms = 2 * SLOW_MS
     edited: list[str] = []
 
     def edit_while_reading() -> None:
@@ -137,6 +149,7 @@ def test_a_killed_range_read_resumes_each_range_after_what_was_written(
     tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
 ):
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
+    sandbox.faults.latency_ms = SLOW_MS
     config = base_config(sandbox.url, page_size=100)
     killed = run_and_kill(tmp_path, config, None, kill_after=1000)
     assert not killed.finished
@@ -161,6 +174,7 @@ def test_random_kills_of_range_reads_lose_nothing(
     tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
 ):
     sandbox = make_sandbox(projects=2, feedbacks_per_project=[LARGE, 2600], seed=5)
+    sandbox.faults.latency_ms = SLOW_MS
     config = base_config(sandbox.url, page_size=100)
     rng = random.Random(20261129)
     delivered: list[str] = []
