@@ -41,7 +41,7 @@ JWT_SECRET = "sandbox-jwt-secret-0123456789abcdef"
 MIB = 1024 * 1024
 
 # Targets
-CPU_RATIO_TARGET = 1.3
+CPU_RATIO_TARGET = 0.9
 RSS_TARGET_MIB = 150.0
 RSS_FLAT_TOLERANCE = 0.10  # the large run may use at most 10 % (or 10 MiB) more
 STALLED_RSS_TARGET_MIB = 100.0
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
     parser.add_argument(
-        "--pairs", type=int, default=None, help="tap/bare pairs (cpu; default 4, quick 2)"
+        "--pairs", type=int, default=None, help="tap/bare pairs (cpu; default 5, quick 2)"
     )
     parser.add_argument("--memory-runs", type=int, default=1, help="tap runs per size (memory)")
     parser.add_argument(
@@ -596,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="print every run to stderr")
     args = parser.parse_args(argv)
-    pairs = args.pairs or (2 if args.quick else 4)
+    pairs = args.pairs or (2 if args.quick else 5)
     latency_runs = args.latency_runs or (1 if args.quick else 3)
 
     workdir = Path(tempfile.mkdtemp(prefix="usersnap-bench-"))
