@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 from tap_usersnap.ranges import split
 from tap_usersnap.sandbox import store as sandbox_store
 from tap_usersnap.sandbox.timestamps import real_now_us
-from tap_usersnap.state import normalize_timestamp
+from tap_usersnap.state import normalize_timestamp, state_problem
 from tests.cli import run_tap
 from tests.helpers import base_config, sandbox_feedbacks, sync
 from tests.test_resume import run_and_kill
@@ -191,3 +192,14 @@ def test_random_kills_of_range_reads_lose_nothing(
     assert set(delivered) == set(sandbox_feedbacks(sandbox))
     assert kills >= 2
     assert len(delivered) / len(set(delivered)) < 1.5
+
+
+def test_a_range_resume_point_is_checked_before_the_run():
+    def state_with(resume: t.Any) -> str:
+        partition = {"context": {"project_id": "p"}, "resume": resume}
+        return json.dumps({"bookmarks": {"feedbacks": {"partitions": [partition]}}})
+
+    valid = {"newest": None, "ranges": [{"gte": None, "lt": "2024-01-01T00:00:00Z", "after": None}]}
+    assert state_problem(state_with(valid)) is None
+    broken = {"ranges": [{"gte": None, "lt": None, "after": 7}]}
+    assert "'ranges' must be objects" in str(state_problem(state_with(broken)))
