@@ -299,6 +299,7 @@ class FeedbacksStream(UsersnapStream):
             method="POST", url=self.filter_url(context, suffix), params=params, json=body
         )
         response = self.request_decorator(self._request)(request, context)
+        self.update_sync_costs(request, response, context)  # counted like every page
         return payload(response)
 
     @override
