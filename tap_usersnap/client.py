@@ -37,6 +37,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Generator, Iterable
 
     from singer_sdk.helpers.types import Context, Record
@@ -85,6 +86,8 @@ class SharedByStreams(t.Protocol):
     rate_limit_gate: RateLimitGate
     http_session: requests.Session
     prefetcher: Prefetcher
+    #: Requests of parallel created_at ranges in flight, across all projects: at most this.
+    range_request_slots: threading.Semaphore
     #: Why a project's lists could not be read, by project id and stream: the run goes on.
     refused_projects: dict[str, dict[str, str]]
 

@@ -6,6 +6,8 @@ import logging
 import typing as t
 from urllib.parse import urlsplit
 
+import msgspec
+
 from tap_usersnap.nul import ESCAPED_NUL, replace_nul
 
 if t.TYPE_CHECKING:
@@ -29,7 +31,7 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
     if cached is not None:
         return t.cast("dict[str, t.Any]", cached)
     try:
-        body = response.json()
+        body = decode_json(response)
     except ValueError as exc:
         msg = f"response body is not valid JSON ({len(response.content)} bytes)"
         raise MalformedResponseError(msg) from exc
@@ -51,6 +53,18 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
         raise MalformedResponseError(msg)
     setattr(response, _PAYLOAD_ATTR, data)
     return data
+
+
+def decode_json(response: requests.Response) -> t.Any:
+    """The body as JSON, decoded by msgspec: a few times faster than ``response.json()``.
+
+    msgspec refuses what Python's JSON reads (a lone UTF-16 surrogate escape, repaired when
+    written): then ``response.json()`` decides.
+    """
+    try:
+        return msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        return response.json()
 
 
 def check_page(

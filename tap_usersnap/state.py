@@ -8,7 +8,8 @@ import typing as t
 from datetime import UTC, datetime
 
 #: Partition-state key of an interrupted project: the last feedback written (``after``)
-#: and the newest ``updated_at`` written so far (``newest``, the bookmark it will become).
+#: and the newest ``updated_at`` written so far (``newest``, the bookmark it will become);
+#: for a range read, ``ranges``, each with its bounds and last feedback written.
 RESUME_KEY = "resume"
 #: Partition-state key of the settings a bookmark was made under: ``filters`` (their
 #: fingerprint) and ``start_date``. A bookmark without it is trusted as it stands.
@@ -123,7 +124,15 @@ def resume_problem(resume: t.Any) -> str | None:
     """What makes ``resume`` no resume point, if anything (``None`` is none at all)."""
     if resume is None:
         return None
-    if not isinstance(resume, dict) or not isinstance(resume.get("after"), str):
+    if isinstance(resume, dict) and "ranges" in resume:
+        ranges = resume["ranges"]
+        if not isinstance(ranges, list) or not all(
+            isinstance(part, dict)
+            and all(isinstance(part.get(key), str | None) for key in ("gte", "lt", "after"))
+            for part in ranges
+        ):
+            return "'ranges' must be objects, each with 'gte', 'lt' and 'after' a string or null"
+    elif not isinstance(resume, dict) or not isinstance(resume.get("after"), str):
         return "must be an object naming a feedback id in 'after'"
     try:
         normalize_timestamp(resume.get("newest"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import typing as t
@@ -21,6 +22,14 @@ from tap_usersnap.completeness import FeedbackCountStream, check_count
 from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
+from tap_usersnap.ranges import (
+    CREATED_RANGE,
+    RANGE_INDEX,
+    RANGE_READ,
+    full_read,
+    range_query,
+    read_ranges,
+)
 from tap_usersnap.reconcile import warn_of_projects_gone
 from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
@@ -30,10 +39,11 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     import requests
     from singer_sdk.helpers.types import Context, Record
+    from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 SCHEMAS = SchemaDirectory(schemas)
 
@@ -83,6 +93,8 @@ class StartingPoint:
     after: str | None = None
     #: The newest ``updated_at`` an interrupted run wrote: the bookmark to be.
     newest: str | None = None
+    #: An interrupted range read: its ``newest`` and ``ranges`` (see ``ranges.RANGE_READ``).
+    range_read: dict[str, t.Any] | None = None
 
 
 class ProjectsStream(UsersnapStream):
@@ -298,7 +310,41 @@ class FeedbacksStream(PerProjectStream):
         feedbacks = list(super().parse_response(response))
         for feedback in feedbacks:
             feedback["updated_at"] = self.comparable_updated_at(feedback, response)
-        yield {"feedbacks": feedbacks}
+        yield {"feedbacks": feedbacks, "has_more": payload(response).get("has_more") is True}
+
+    @override
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        """A created_at range is read from the filter endpoint, newest created first."""
+        request = super().get_http_request(page=page)
+        created_range = (page.stream_context or {}).get(CREATED_RANGE)
+        if created_range is None:
+            return request
+        request.method = "POST"
+        request.url = self.filter_url(t.cast("Context", page.stream_context))
+        request.data = {
+            "query": [*(self.config.get("filters") or []), *range_query(created_range)],
+            "order_by": {"order_by_type": "created_at", "direction": "desc"},
+        }
+        return request
+
+    def filter_url(self, context: Context) -> str:
+        """The project's filter endpoint."""
+        return f"{self.url_base}/projects/{context['project_id']}/feedbacks/filter"
+
+    def count(self, context: Context) -> int:
+        """How many feedbacks the project holds (under the filters, if any are set)."""
+        return self.feedback_count.total(context["project_id"])
+
+    def first_created(self, context: Context, order_by: dict[str, str]) -> str | None:
+        """The ``created_at`` of the first feedback in ``order_by`` (the oldest or newest)."""
+        body = {"query": self.config.get("filters") or [], "order_by": order_by}
+        request = self.build_prepared_request(
+            method="POST", url=self.filter_url(context), params={"limit": 1}, json=body
+        )
+        response = self.request_decorator(self._request)(request, context)
+        self.update_sync_costs(request, response, context)  # counted like every page
+        feedbacks = payload(response).get("feedbacks") or []
+        return feedbacks[0].get("created_at") if feedbacks else None
 
     def comparable_updated_at(
         self, feedback: dict[str, t.Any], response: requests.Response
@@ -364,11 +410,12 @@ class FeedbacksStream(PerProjectStream):
             floor=normalize_timestamp(self.get_starting_replication_key_value(context)),
             after=resume.get("after"),
             newest=resume.get("newest"),
+            range_read=resume if "ranges" in resume else None,
         )
 
     def pages(
         self, context: Context, floor: str | None, start_after: str | None
-    ) -> Iterator[dict[str, t.Any]]:
+    ) -> Generator[dict[str, t.Any], None, None]:
         """Pages down to the first one that reaches below ``floor``: no request after it.
 
         A cursor the API refuses (its feedback was deleted meanwhile, or a stale resume
@@ -410,6 +457,12 @@ class FeedbacksStream(PerProjectStream):
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
         """Pages from the starting point, decided now: the worker reads no state."""
         start = self.starting_point(context)
+        slots = self.usersnap_tap.range_request_slots
+        if start.range_read:
+            resume = copy.deepcopy(start.range_read)  # the state stays the consumer's
+            return lambda: read_ranges(self, context, resume, slots)
+        if start.floor is None and start.after is None:
+            return lambda: full_read(self, context, slots)
         return lambda: self.pages(context, start.floor, start.after)
 
     @override
@@ -430,31 +483,48 @@ class FeedbacksStream(PerProjectStream):
                 {self.replication_key: newest}, context=context, replication_key="updated_at"
             )
         resume: dict[str, str | None] | None = None  # this run's, mutated: no dict a record
+        range_read: dict[str, t.Any] | None = None
         for page in self.project_pages(context):
+            if RANGE_READ in page:
+                range_read = copy.deepcopy(page[RANGE_READ])
+                if incremental:
+                    state[RESUME_KEY] = range_read
             for feedback in page["feedbacks"]:
                 updated_at = feedback["updated_at"]
                 if start.floor and updated_at and updated_at < start.floor:
-                    break
+                    if range_read is None:
+                        break
+                    continue  # ranges are in created_at order: the rest may be newer
                 yield feedback
                 read += 1
                 # Written now. A STATE the SDK wrote right after it names the one before.
-                if (
+                if not (
                     incremental
                     and isinstance(feedback_id := feedback.get("feedback_id"), str)
                     and feedback_id
                 ):
-                    if resume is None:
-                        resume = state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
-                    # newest first: a signal between the two resumes before this record.
-                    if updated_at and (newest is None or updated_at > newest):
-                        newest = resume["newest"] = updated_at
-                    resume["after"] = feedback_id
+                    continue
+                if range_read is not None:
+                    range_read["ranges"][page[RANGE_INDEX]]["after"] = feedback_id
+                    continue
+                if resume is None:
+                    resume = state[RESUME_KEY] = {"after": feedback_id, "newest": newest}
+                # newest first: a signal between the two resumes before this record.
+                if updated_at and (newest is None or updated_at > newest):
+                    newest = resume["newest"] = updated_at
+                resume["after"] = feedback_id
         if self.name in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
             return
-        if start.floor is None and start.after is None:  # every feedback of the project
+        if start.floor is None and start.after is None and start.range_read is None:
             # Before the resume point goes: a signal meanwhile must not mean reading it again.
             check_count(self.feedback_count, self.stream_report, context["project_id"], read)
         state.pop(RESUME_KEY, None)
+        if incremental and range_read is not None:
+            # Not the newest seen: an edit during the read, to a range read before, is
+            # older than that, and must stay newer than the bookmark.
+            state.setdefault(PROGRESS_MARKERS, {}).update(
+                replication_key=self.replication_key, replication_key_value=range_read["newest"]
+            )
 
     @cached_property
     def feedback_count(self) -> FeedbackCountStream:

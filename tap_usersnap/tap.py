@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import typing as t
 from functools import cached_property
 
@@ -22,6 +23,7 @@ from tap_usersnap.cli import (
 )
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
+from tap_usersnap.ranges import RANGES_PER_CONCURRENCY
 from tap_usersnap.reconcile import SETTING as RECONCILE_SETTING
 from tap_usersnap.reconcile import activate_version, stamp_version
 from tap_usersnap.run_report import RunReport
@@ -329,13 +331,19 @@ class TapUsersnap(Tap):
         return Prefetcher(workers=self.config["max_concurrency"] * children)
 
     @cached_property
+    def range_request_slots(self) -> threading.Semaphore:
+        """Requests of parallel created_at ranges in flight at once, across all projects."""
+        return threading.Semaphore(RANGES_PER_CONCURRENCY * self.config["max_concurrency"])
+
+    @cached_property
     def http_session(self) -> requests.Session:
-        """One connection pool, sized for the concurrent workers, behind the 429 gate."""
+        """One connection pool, sized for the concurrent workers and ranges, behind the 429 gate."""
         return shared_session(
             self.config["api_url"],
             self.rate_limit_gate,
             self.authenticator,
-            pool_size=self.prefetcher.workers,
+            pool_size=self.prefetcher.workers
+            + RANGES_PER_CONCURRENCY * self.config["max_concurrency"],
         )
 
 

@@ -23,7 +23,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
 logger = logging.getLogger(__name__)
-OUTPUT_BUFFER_BYTES = 1 << 16
+OUTPUT_BUFFER_BYTES = 1 << 20
 
 
 def replace_lone_surrogates(value: t.Any) -> t.Any:

@@ -76,3 +76,59 @@ def test_taking_a_later_job_cancels_earlier_ones_nobody_took():
     prefetcher.announce("wanted", lambda: iter(["y"]))
     assert list(prefetcher.take("wanted")) == ["y"]
     assert finished.wait(2)
+
+
+def _wait_until_quiet(produced: list[int], seconds: float = 0.3) -> None:
+    """Until producers stop producing (they wait for the budget), or a few seconds pass."""
+    for _ in range(int(10 / seconds)):
+        before = len(produced)
+        time.sleep(seconds)
+        if len(produced) == before:
+            return
+
+
+def test_pages_buffered_across_jobs_never_exceed_the_budget():
+    produced: list[int] = []
+
+    def small_project():
+        for i in range(3):
+            produced.append(i)
+            yield i
+
+    prefetcher = Prefetcher(workers=3, depth=4, budget=5)
+    for key in range(40):
+        prefetcher.announce(key, small_project)
+    _wait_until_quiet(produced)
+    # Each worker holds at most the page it is waiting to buffer; nothing is taken yet.
+    assert len(produced) <= 5 + 3
+    assert prefetcher.budget.peak == 5
+    taken = [list(prefetcher.take(key)) for key in range(40)]
+    assert taken == [[0, 1, 2]] * 40
+    assert prefetcher.budget.peak == 5
+    assert prefetcher.budget.held == 0
+
+
+def test_the_job_being_consumed_is_never_starved_by_jobs_ahead():
+    """Later jobs hold the whole budget: the job taken still gets its pages, in order."""
+    prefetcher = Prefetcher(workers=4, depth=2, budget=3)
+    for key in range(10):
+        prefetcher.announce(key, lambda key=key: (f"{key}-{i}" for i in range(20)))
+    time.sleep(0.3)
+    consumed: list[list[str]] = []
+    consumer = threading.Thread(
+        target=lambda: consumed.extend(list(prefetcher.take(key)) for key in range(10)),
+        daemon=True,
+    )
+    consumer.start()
+    consumer.join(10)  # a deadlock would never end
+    assert consumed == [[f"{key}-{i}" for i in range(20)] for key in range(10)]
+    assert prefetcher.budget.held == 0
+
+
+def test_a_cancelled_job_returns_its_shares():
+    prefetcher = Prefetcher(workers=2, depth=4, budget=4)
+    prefetcher.announce("skipped", lambda: iter(range(4)))
+    prefetcher.announce("wanted", lambda: iter(range(2)))
+    time.sleep(0.3)
+    assert list(prefetcher.take("wanted")) == [0, 1]
+    assert prefetcher.budget.held == 0

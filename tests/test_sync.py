@@ -86,7 +86,8 @@ def test_has_more_decides_even_when_next_is_present(sandbox: Sandbox):
     sync(base_config(sandbox.url, page_size=100))
     for project_id in sandbox.store.project_ids():
         total = len(sandbox.store.feedbacks(project_id))
-        assert len(feedback_requests(sandbox, project_id)) == max(1, -(-total // 100))
+        pages = [path for path in feedback_requests(sandbox, project_id) if "/count" not in path]
+        assert len(pages) == max(1, -(-total // 100))
 
 
 def test_incremental_sync_reads_only_what_changed(sandbox: Sandbox):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import threading
 from bisect import bisect_left, insort
 from random import Random
@@ -29,7 +30,10 @@ from tap_usersnap.sandbox.paging import page_bounds, page_data
 from tap_usersnap.sandbox.timestamps import MICRO_VARIANTS, US, parse_ts, real_now_us
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+#: Filter results kept for reuse, across projects and filter bodies.
+FILTER_CACHE_SIZE = 64
 
 
 class SandboxStore:
@@ -51,6 +55,7 @@ class SandboxStore:
                 raise ValueError("feedbacks_per_project needs one count per project")
         self.seed = seed
         self.lock = threading.RLock()
+        self._filter_cache: dict[tuple[str, str], tuple[Any, list[tuple[int, int, str]]]] = {}
         now = real_now_us()
         self.anchor_us = min(parse_ts(FIXED_ANCHOR.isoformat()), now - 86_400 * US)
         rng = Random(f"usersnap-sandbox:{seed}")
@@ -344,7 +349,7 @@ class SandboxStore:
         with self.lock:
             p = self._project(project_id)
             match, key_of, desc = parse_filter(body, p.rating_kind)
-            keys = sorted(key_of(r.snapshot(), r.fid) for r in p.rows.values() if match(r))
+            keys = self._filtered_keys(p, project_id, body, match, key_of)
             fid = after or before
             anchor = key_of(self._cursor_snapshot(p, fid), fid) if fid else None
             lo, hi, has_more = page_bounds(keys, anchor, bool(before), limit, desc=desc)
@@ -352,6 +357,31 @@ class SandboxStore:
             if desc:
                 window.reverse()
             return page_data(self._serve(p, [p.rows[k[-1]] for k in window]), limit, has_more)
+
+    def _filtered_keys(
+        self,
+        p: Project,
+        project_id: str,
+        body: Any,
+        match: Callable[[Row], bool],
+        key_of: Callable[[tuple[int, int, int, int], str], tuple[int, int, str]],
+    ) -> list[tuple[int, int, str]]:
+        """The sorted keys a filter selects, reused while the project is unchanged.
+
+        Every change moves the top of the keyset index (a fresh updated_at) or its length,
+        so they name the project's version. A real API answers from an index; a scan and
+        sort a page would make the sandbox, not the client, what a benchmark measures.
+        """
+        version = (len(p.keys), p.keys[-1] if p.keys else None)
+        cache_key = (project_id, json.dumps(body, sort_keys=True, default=str))
+        cached = self._filter_cache.get(cache_key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        keys = sorted(key_of(r.snapshot(), r.fid) for r in p.rows.values() if match(r))
+        if len(self._filter_cache) >= FILTER_CACHE_SIZE:
+            self._filter_cache.clear()
+        self._filter_cache[cache_key] = (version, keys)
+        return keys
 
     def filter_count(self, project_id: str, body: Any) -> int:
         """POST /projects/{id}/feedbacks/filter/count."""

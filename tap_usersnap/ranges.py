@@ -1,0 +1,160 @@
+"""A large project's full read as parallel ``created_at`` ranges, each its own cursor chain.
+
+One chain of cursor requests reads a project at one page a round trip, whatever
+``max_concurrency`` says. The filter endpoint can split it: contiguous ``created_at``
+ranges (``gte``/``lt``) cover every feedback exactly once, and are read at the same time.
+Their pages arrive interleaved, so an interrupted range read resumes each range after the
+last feedback written from it. Its bookmark is the newest ``updated_at`` of the plain
+list's first page, read before the ranges start: whatever is edited or added while they
+are read is newer, and the next run reads it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import time
+import typing as t
+from datetime import UTC, datetime
+
+from tap_usersnap.prefetch import Parallel
+from tap_usersnap.state import normalize_timestamp
+
+if t.TYPE_CHECKING:
+    import threading
+    from collections.abc import Iterable, Iterator
+
+    from singer_sdk.helpers.types import Context
+
+    from tap_usersnap.streams import FeedbacksStream
+
+#: Context key (internal): the ``created_at`` range a chain reads, ``(gte, lt)``; ``None``
+#: leaves that side open.
+CREATED_RANGE = "created_range"
+#: Page key (internal) of the first item of a range read: ``{"newest": bookmark to be,
+#: "ranges": [{"gte", "lt", "after"}, ...]}``, the resume point it starts from.
+RANGE_READ = "range_read"
+#: Page key (internal): the index of the range a page belongs to.
+RANGE_INDEX = "range"
+#: A project is split only if it holds this many feedbacks (25 pages of the largest size:
+#: below, its chain is short, and a split costs three requests more) ...
+MIN_FEEDBACKS_TO_SPLIT = 2_500
+#: ... and only into ranges of at least this many pages each ...
+MIN_PAGES_PER_RANGE = 4
+#: ... and only if its first page took this long: below, the tap's own work on a page
+#: (about 10 ms) is the bottleneck, and a chain read ahead keeps up with it.
+MIN_PAGE_SECONDS_TO_SPLIT = 0.05
+#: Ranges a project is split into, at most: a multiple of ``max_concurrency``.
+RANGES_PER_CONCURRENCY = 2
+NEWEST_FIRST = {"order_by_type": "created_at", "direction": "desc"}
+OLDEST_FIRST = {"order_by_type": "created_at", "direction": "asc"}
+
+
+def range_query(created_range: tuple[str | None, str | None]) -> list[dict[str, str]]:
+    """The filter conditions of one range."""
+    gte, lt = created_range
+    query = []
+    if gte:
+        query.append({"filter_type": "created_at", "operator": "gte", "value": gte})
+    if lt:
+        query.append({"filter_type": "created_at", "operator": "lt", "value": lt})
+    return query
+
+
+def split(oldest: str, newest: str, count: int) -> list[tuple[str | None, str | None]]:
+    """``count`` contiguous ranges over ``[oldest, newest]``, open at both ends.
+
+    Open ends keep what no bound foresaw: a feedback created during the read lands in
+    the last range.
+    """
+    start = datetime.fromisoformat(t.cast("str", normalize_timestamp(oldest)))
+    span = datetime.fromisoformat(t.cast("str", normalize_timestamp(newest))) - start
+    bounds = [
+        (start + span * i / count).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        for i in range(1, count)
+    ]
+    edges: list[str | None] = [None, *dict.fromkeys(bounds), None]
+    return list(itertools.pairwise(edges))
+
+
+def full_read(
+    stream: FeedbacksStream, context: Context, slots: threading.Semaphore
+) -> Iterable[t.Any]:
+    """The pages of a whole project: one chain if it is small, else parallel ranges.
+
+    The plain list's first page comes first, in any case: a small project is read on
+    from it; for a large one it is the bookmark to be.
+    """
+    chain = stream.pages(context, None, None)
+    started = time.perf_counter()
+    first = next(chain, None)
+    if first is None or not first["has_more"]:
+        return [] if first is None else [first]
+    if time.perf_counter() - started < MIN_PAGE_SECONDS_TO_SPLIT:
+        return _continue(first, chain)
+    total = stream.count(context)
+    pages = math.ceil(total / int(stream.config["page_size"]))
+    most = RANGES_PER_CONCURRENCY * int(stream.config["max_concurrency"])
+    count = min(most, pages // MIN_PAGES_PER_RANGE) if total >= MIN_FEEDBACKS_TO_SPLIT else 1
+    if count < 2:
+        return _continue(first, chain)
+    oldest = stream.first_created(context, OLDEST_FIRST)
+    newest = stream.first_created(context, NEWEST_FIRST)
+    bookmark = max((f["updated_at"] for f in first["feedbacks"] if f["updated_at"]), default=None)
+    if not oldest or not newest or not bookmark:
+        return _continue(first, chain)
+    chain.close()
+    stream.logger.info(
+        "Project %s: reading about %d pages as %d parallel created_at ranges",
+        context["project_id"],
+        pages,
+        count,
+    )
+    resume = {
+        "newest": max(feedback["updated_at"] for feedback in first["feedbacks"]),
+        "ranges": [
+            {"gte": gte, "lt": lt, "after": None} for gte, lt in split(oldest, newest, count)
+        ],
+    }
+    return read_ranges(stream, context, resume, slots)
+
+
+def read_ranges(
+    stream: FeedbacksStream, context: Context, resume: dict[str, t.Any], slots: threading.Semaphore
+) -> Parallel:
+    """Every range after its resume cursor, at once; ``resume`` goes first, for the state."""
+    return Parallel(
+        [
+            functools.partial(_range_pages, stream, context, index, part, slots)
+            for index, part in enumerate(resume["ranges"])
+        ],
+        head=[{"feedbacks": [], "has_more": True, RANGE_READ: resume}],
+    )
+
+
+def _continue(first: dict[str, t.Any], rest: Iterable[dict[str, t.Any]]) -> Iterator[t.Any]:
+    yield first
+    yield from rest
+
+
+def _range_pages(
+    stream: FeedbacksStream,
+    context: Context,
+    index: int,
+    part: dict[str, t.Any],
+    slots: threading.Semaphore,
+) -> Iterator[dict[str, t.Any]]:
+    """One range's pages, tagged with its index; a slot is held only during a request."""
+    range_context = {**context, CREATED_RANGE: (part["gte"], part["lt"])}
+    pages = stream.pages(range_context, None, part["after"])
+    try:
+        while True:
+            with slots:
+                page = next(pages, None)
+            if page is None:
+                return
+            page[RANGE_INDEX] = index
+            yield page
+    finally:
+        pages.close()
