@@ -1,4 +1,4 @@
-"""Completeness: after a full read of a project, the number read against the API's own count."""
+"""Completeness: a full read of a project against the API's own count, taken before it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from singer_sdk.pagination import SinglePagePaginator
 
 from tap_usersnap.client import UsersnapStream
 from tap_usersnap.envelope import payload
-from tap_usersnap.errors import UsersnapError
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -17,6 +16,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable
 
     import requests
@@ -69,32 +69,34 @@ class FeedbackCountStream(UsersnapStream):
 
 
 def check_count(
-    counter: FeedbackCountStream, report: StreamReport, project_id: str, read: int
-) -> None:
-    """Compare a complete read with the API's count: a difference is a warning, not a failure.
+    logger: logging.Logger, report: StreamReport, project_id: str, read: int, counted: int | str
+) -> str | None:
+    """Compare a full read with the API's count, taken before it: what the read may have missed.
 
-    Feedback created or deleted while the project was read shifts the count by as many:
-    the next run (or reconcile) catches up, so the run goes on.
+    ``read`` counts distinct feedbacks, ``counted`` is the count or why it could not be read.
+    Feedback created during the read is not in the count: more read than counted is fine.
+    Fewer is a warning, not a failure (feedback deleted during the read, or missed): the
+    reason is returned, and a reconcile removes nothing from feedbacks.
     """
-    try:
-        counted = counter.total(project_id)
-    except UsersnapError as error:
-        counter.logger.warning(
+    if isinstance(counted, str):
+        logger.warning(
             "Project %s: read %d feedbacks; the API's count could not be read, so the read is "
             "not checked: %s",
             project_id,
             read,
-            error,
+            counted,
         )
-        return
-    if counted == read:
-        return
+        return f"project {project_id}: read {read}, the count could not be read"
+    if read >= counted:
+        return None
     report.count_mismatches[project_id] = (read, counted)
-    counter.logger.warning(
-        "Project %s: read %d feedbacks, the API counts %d. Feedback created or deleted "
-        "during the read shifts the count by as many; a larger or lasting difference "
-        "means feedback was missed: run the reconcile",
+    logger.warning(
+        "Project %s: read %d feedbacks, the API counted %d before the read. Feedback deleted "
+        "during the read lowers the read by as many; a larger or lasting difference means "
+        "feedback was missed: read the project in full again (the next reconcile, or a run "
+        "without its state)",
         project_id,
         read,
         counted,
     )
+    return f"project {project_id}: read {read} of {counted}"

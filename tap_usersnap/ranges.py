@@ -18,6 +18,7 @@ import time
 import typing as t
 from datetime import UTC, datetime
 
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Parallel
 from tap_usersnap.state import normalize_timestamp
 
@@ -37,6 +38,9 @@ CREATED_RANGE = "created_range"
 RANGE_READ = "range_read"
 #: Page key (internal): the index of the range a page belongs to.
 RANGE_INDEX = "range"
+#: Page key (internal) of a full read's first item: the API's count, taken before the first
+#: page, or why it could not be read (``str``).
+COUNTED = "counted"
 #: A project is split only if it holds this many feedbacks (25 pages of the largest size:
 #: below, its chain is short, and a split costs three requests more) ...
 MIN_FEEDBACKS_TO_SPLIT = 2_500
@@ -83,17 +87,31 @@ def full_read(
 ) -> Iterable[t.Any]:
     """The pages of a whole project: one chain if it is small, else parallel ranges.
 
-    The plain list's first page comes first, in any case: a small project is read on
-    from it; for a large one it is the bookmark to be.
+    First the API's count, once, before any page: feedback created during the read is not
+    in it, and the read is checked against it (``completeness.check_count``). Then the plain
+    list's first page, in any case: a small project is read on from it; for a large one it
+    is the bookmark to be.
     """
+    try:
+        counted: int | str = stream.count(context)
+    except UsersnapError as error:
+        counted = str(error)
+    return itertools.chain(
+        [{"feedbacks": [], "has_more": True, COUNTED: counted}],
+        _pages(stream, context, slots, counted if isinstance(counted, int) else None),
+    )
+
+
+def _pages(
+    stream: FeedbacksStream, context: Context, slots: threading.Semaphore, total: int | None
+) -> Iterable[t.Any]:
     chain = stream.pages(context, None, None)
     started = time.perf_counter()
     first = next(chain, None)
     if first is None or not first["has_more"]:
         return [] if first is None else [first]
-    if time.perf_counter() - started < MIN_PAGE_SECONDS_TO_SPLIT:
+    if total is None or time.perf_counter() - started < MIN_PAGE_SECONDS_TO_SPLIT:
         return _continue(first, chain)
-    total = stream.count(context)
     pages = math.ceil(total / int(stream.config["page_size"]))
     most = RANGES_PER_CONCURRENCY * int(stream.config["max_concurrency"])
     count = min(most, pages // MIN_PAGES_PER_RANGE) if total >= MIN_FEEDBACKS_TO_SPLIT else 1

@@ -18,6 +18,8 @@ if t.TYPE_CHECKING:
 
     from singer_sdk import Stream, Tap
 
+    from tap_usersnap.tap import TapUsersnap
+
 SETTING = "emit_activate_version_messages"
 
 
@@ -43,11 +45,13 @@ def stamp_version(tap: Tap) -> None:
         stream._stream_version = run_version(tap)  # the SDK puts it on each RECORD
 
 
-def activate_version(tap: Tap) -> None:
+def activate_version(tap: TapUsersnap) -> None:
     """After a run that read every project completely: the loader removes what was not sent.
 
     ACTIVATE_VERSION applies to a whole table. A run limited by ``project_ids`` would remove
-    the rows of every other project, and a stream read incrementally was not read whole.
+    the rows of every other project, a stream read incrementally was not read whole, an
+    empty project list would empty every table, and a feedback read short of the API's count
+    (edited while the list was read, and so moved above the cursor) would lose a row.
     """
     if not tap.config.get(SETTING):
         return
@@ -55,6 +59,12 @@ def activate_version(tap: Tap) -> None:
         tap.logger.warning(
             "Reconcile: no row is removed, as project_ids limits the run and ACTIVATE_VERSION "
             "would remove the rows of every other project: unset project_ids for the reconcile"
+        )
+        return
+    if tap.run_report.projects_total == 0:
+        tap.logger.warning(
+            "Reconcile: no row is removed, as GET /projects listed no project: ACTIVATE_VERSION "
+            "would empty every table. Check the credentials' access to the projects"
         )
         return
     streams = reconciled_streams(tap)
@@ -65,6 +75,14 @@ def activate_version(tap: Tap) -> None:
             "Reconcile: no row of %s is removed, as the catalog does not force FULL_TABLE "
             "on them (Meltano: metadata replication-method: FULL_TABLE)",
             ", ".join(incremental),
+        )
+    if incomplete := tap.incomplete_reads:
+        streams = [stream for stream in streams if stream.name != "feedbacks"]
+        tap.logger.warning(
+            "Reconcile: no row of feedbacks is removed, as the read delivered fewer feedbacks "
+            "than the API counted (%s): rows that exist at the source would go. Run the "
+            "reconcile again",
+            "; ".join(incomplete.values()),
         )
     version = run_version(tap)
     for stream in streams:

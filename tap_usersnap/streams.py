@@ -23,6 +23,7 @@ from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.pagination import FeedbackCursorPaginator
 from tap_usersnap.ranges import (
+    COUNTED,
     CREATED_RANGE,
     RANGE_INDEX,
     RANGE_READ,
@@ -476,7 +477,8 @@ class FeedbacksStream(PerProjectStream):
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
-        read = 0
+        counted: int | str | None = None  # a full read's count, before its first page
+        read_ids: set[str] = set()  # distinct: a cursor restart reads pages again
         if newest:
             # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
@@ -485,6 +487,7 @@ class FeedbacksStream(PerProjectStream):
         resume: dict[str, str | None] | None = None  # this run's, mutated: no dict a record
         range_read: dict[str, t.Any] | None = None
         for page in self.project_pages(context):
+            counted = page.get(COUNTED, counted)
             if RANGE_READ in page:
                 range_read = copy.deepcopy(page[RANGE_READ])
                 if incremental:
@@ -496,13 +499,13 @@ class FeedbacksStream(PerProjectStream):
                         break
                     continue  # ranges are in created_at order: the rest may be newer
                 yield feedback
-                read += 1
                 # Written now. A STATE the SDK wrote right after it names the one before.
-                if not (
-                    incremental
-                    and isinstance(feedback_id := feedback.get("feedback_id"), str)
-                    and feedback_id
-                ):
+                feedback_id = feedback.get("feedback_id")
+                if not (isinstance(feedback_id, str) and feedback_id):
+                    continue
+                if counted is not None:
+                    read_ids.add(feedback_id)
+                if not incremental:
                     continue
                 if range_read is not None:
                     range_read["ranges"][page[RANGE_INDEX]]["after"] = feedback_id
@@ -515,9 +518,13 @@ class FeedbacksStream(PerProjectStream):
                 resume["after"] = feedback_id
         if self.name in self.usersnap_tap.refused_projects.get(context["project_id"], {}):
             return
-        if start.floor is None and start.after is None and start.range_read is None:
+        if counted is not None:
             # Before the resume point goes: a signal meanwhile must not mean reading it again.
-            check_count(self.feedback_count, self.stream_report, context["project_id"], read)
+            project_id = context["project_id"]
+            if short := check_count(
+                self.logger, self.stream_report, project_id, len(read_ids), counted
+            ):
+                self.usersnap_tap.incomplete_reads[project_id] = short
         state.pop(RESUME_KEY, None)
         if incremental and range_read is not None:
             # Not the newest seen: an edit during the read, to a range read before, is

@@ -175,7 +175,7 @@ def test_every_full_read_is_checked_against_the_count_and_a_bookmarked_one_is_no
     assert sorted(count_requests(sandbox)) == sorted(
         f"/v0.1/projects/{pid}/feedbacks/count" for pid in sandbox.store.project_ids()
     )
-    assert not [r for r in caplog.records if "the API counts" in r.getMessage()]
+    assert not [r for r in caplog.records if "the API counted" in r.getMessage()]
     sandbox.reset_requests()
     sync(base_config(sandbox.url), state=first.state)
     assert count_requests(sandbox) == []
@@ -195,11 +195,11 @@ def test_a_count_that_differs_is_a_warning_and_in_the_summary(
     warnings = [
         r.getMessage()
         for r in caplog.records
-        if r.levelno == logging.WARNING and "the API counts" in r.getMessage()
+        if r.levelno == logging.WARNING and "the API counted" in r.getMessage()
     ]
     assert len(warnings) == len(sandbox.store.project_ids())
-    assert f"Project {project_id}: read {read} feedbacks, the API counts {read + 2}" in "\n".join(
-        warnings
+    assert f"Project {project_id}: read {read} feedbacks, the API counted {read + 2}" in (
+        "\n".join(warnings)
     )
     (summary,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("feedbacks:")]
     assert f"project {project_id}: read {read:,}, the API counts {read + 2:,}" in summary
@@ -214,7 +214,7 @@ def test_under_filters_the_filtered_count_is_asked(
     assert 0 < len(result.ids()) < len(sandbox_feedbacks(sandbox))
     assert all(path.endswith("/feedbacks/filter/count") for path in count_requests(sandbox))
     assert len(count_requests(sandbox)) == len(sandbox.store.project_ids())
-    assert not [r for r in caplog.records if "the API counts" in r.getMessage()]
+    assert not [r for r in caplog.records if "the API counted" in r.getMessage()]
 
 
 def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
