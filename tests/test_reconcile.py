@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import threading
+import time
 import typing as t
+
+import pytest
 
 from tests.cli import tap_command, write_json
 from tests.helpers import base_config, parse_messages, sandbox_feedbacks, sync
@@ -15,8 +19,6 @@ from tests.test_sync import full_table_catalog
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from tap_usersnap.sandbox import Sandbox
 
@@ -167,9 +169,12 @@ def test_a_project_gone_from_the_list_is_left_out_of_the_reconcile(
 # --- completeness ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("latency_ms", [0, 60], ids=["fast", "slow"])
 def test_every_full_read_is_checked_against_the_count_and_a_bookmarked_one_is_not(
-    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture, latency_ms: int
 ):
+    """One count a full read, however slow the API (a slow first page weighs a range split)."""
+    sandbox.faults.latency_ms = latency_ms
     first = sync(base_config(sandbox.url))
 
     assert sorted(count_requests(sandbox)) == sorted(
@@ -227,3 +232,99 @@ def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
     unchecked = [r for r in caplog.records if "count could not be read" in r.getMessage()]
     assert len(unchecked) == len(sandbox.store.project_ids())
     assert {r.levelno for r in unchecked} == {logging.WARNING}
+
+
+# --- reconcile against the count ---------------------------------------------------------
+
+
+def withheld_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "no row of feedbacks is removed, as the read" in r.msg]
+
+
+def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
+    make_sandbox: t.Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+):
+    """Edited before its page came, it moves above the cursor: this run never reads it.
+
+    ACTIVATE_VERSION would remove its row; the count taken before the read shows the miss.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    project_id = sandbox.store.project_ids()[0]
+    feedbacks = sandbox.store.feedbacks(project_id)
+    last_read = min(feedbacks, key=lambda f: f["updated_at"])["feedback_id"]
+    sandbox.faults.latency_ms = 30
+    edited = threading.Event()
+
+    def edit_after_the_first_page() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any(f"/{project_id}/feedbacks?" in path for _m, path, _s in sandbox.requests):
+                sandbox.store.change_feedbacks(project_id, ids=[last_read])
+                edited.set()
+                return
+            time.sleep(0.005)
+
+    editor = threading.Thread(target=edit_after_the_first_page)
+    editor.start()
+    config = reconcile_config(sandbox, page_size=50)
+    result = sync(config, catalog=full_table_catalog(config))
+    editor.join()
+
+    assert edited.is_set()
+    assert last_read not in result.ids()  # the scenario happened: missed in this run
+    assert len(set(result.ids())) == len(feedbacks) - 1
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS - {"feedbacks"}
+    (warning,) = withheld_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    assert f"project {project_id}: read 299 of 300" in warning.getMessage()
+    assert "Run the reconcile again" in warning.getMessage()
+
+    sandbox.faults.latency_ms = 0
+    caplog.clear()
+    again = sync(config, catalog=full_table_catalog(config))
+
+    assert last_read in again.ids()
+    assert {stream for _, stream, _ in activations(again.messages)} == STREAMS
+    assert withheld_warnings(caplog) == []
+
+
+@pytest.mark.parametrize(
+    ("faults", "reason"),
+    [
+        ({"count_offset": 50}, "read 120 of 170"),
+        ({"count_status": 404}, "read 120, the count could not be read"),
+        # Pages read again after a cursor restart: the duplicates must not hide the 10 missing.
+        ({"delete_cursors": 1, "count_offset": 10}, "read 120 of 130"),
+    ],
+    ids=["api-drops-items", "no-count", "cursor-restart"],
+)
+def test_a_read_short_of_the_count_withholds_only_the_feedbacks_activation(
+    make_sandbox: t.Callable[..., Sandbox],
+    caplog: pytest.LogCaptureFixture,
+    faults: dict[str, t.Any],
+    reason: str,
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[120])
+    project_id = sandbox.store.project_ids()[0]
+    sandbox.faults.update(faults)
+    config = reconcile_config(sandbox, page_size=50)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert set(sandbox_feedbacks(sandbox)) <= set(result.ids())  # the cursor's may be gone
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS - {"feedbacks"}
+    (warning,) = withheld_warnings(caplog)
+    assert f"project {project_id}: {reason}" in warning.getMessage()
+
+
+def test_an_empty_project_list_activates_nothing(
+    make_sandbox: t.Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+):
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[10])
+    sandbox.faults.update({"hide_project": sandbox.store.project_ids()[0]})
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert result.ids() == []
+    assert activations(result.messages) == []
+    (warning,) = [r for r in caplog.records if "listed no project" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
