@@ -189,8 +189,12 @@ def descendants(pid: int) -> list[tuple[int, str]]:
 
 
 def stop_the_tap_midway(env: dict[str, str], sandbox: Sandbox, job: str) -> int:
-    """`meltano run <job>`, its tap sent SIGTERM once it read a few pages: the exit code."""
-    sandbox.faults.update({"latency_ms": 30})
+    """`meltano run <job>`, its tap sent SIGTERM once it read a few pages: the exit code.
+
+    A second a request: the read cannot finish between two polls, so the signal always lands
+    before the last page (at 30 ms a request, a loaded machine let it finish first).
+    """
+    sandbox.faults.update({"latency_ms": 1000})
     sandbox.reset_requests()
     proc = subprocess.Popen(
         [meltano_bin(), "--environment=sandbox", "run", job],
