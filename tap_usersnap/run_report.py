@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
 import time
@@ -10,7 +9,6 @@ import typing as t
 from functools import cached_property
 
 from singer_sdk import RESTStream, metrics
-from singer_sdk.exceptions import AbortedSyncExceptionBase, MaxRecordsLimitException
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -18,6 +16,7 @@ else:
     from typing_extensions import override
 
 if t.TYPE_CHECKING:
+    import logging
     from collections.abc import Iterator, Mapping
 
     import requests
@@ -170,10 +169,6 @@ class _ReportingTap(t.Protocol):
 class RunReportingStream(RESTStream[t.Any]):
     """A REST stream that counts its records, projects, requests and retries."""
 
-    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.logger.addFilter(_DRY_RUN_ABORT_FILTER)  # once a logger: filters are a set
-
     @cached_property
     def stream_report(self) -> StreamReport:
         """This stream's counts."""
@@ -219,18 +214,3 @@ class RunReportingStream(RESTStream[t.Any]):
         super().log_sync_costs()
         if self.stream_report.started is not None:
             self.run_report.logger.info("%s", self.stream_report.summary())
-
-
-class _DryRunAbortFilter(logging.Filter):
-    """Drops the SDK's ERROR line about a stream the connection test stops on purpose."""
-
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = sys.exc_info()[1]  # the SDK logs that line while it handles the abort
-        return not (
-            isinstance(error, AbortedSyncExceptionBase)
-            and isinstance(error.__cause__, MaxRecordsLimitException)
-        )
-
-
-_DRY_RUN_ABORT_FILTER = _DryRunAbortFilter()
