@@ -79,10 +79,23 @@ def run_reconcile(
 
 
 def test_a_reconcile_that_fails_midway_activates_nothing(sandbox: Sandbox, tmp_path: Path):
-    sandbox.faults.update({"status_every_n": 6, "status_code": 500})
+    def fail_once_a_page_was_served() -> None:
+        """From the first feedback page on, every request fails: the run stops midway."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(
+            "/feedbacks" in path and "/count" not in path and status == 200
+            for _, path, status in list(sandbox.requests)
+        ):
+            time.sleep(0.005)
+        sandbox.faults.update({"fail_forever_status": 500})
+
+    sandbox.faults.update({"latency_ms": 100})
+    failing = threading.Thread(target=fail_once_a_page_was_served, daemon=True)
+    failing.start()
     returncode, messages, stderr = run_reconcile(
         tmp_path, reconcile_config(sandbox, page_size=50, max_retries=0, max_concurrency=1)
     )
+    failing.join()
 
     assert returncode == 1, stderr[-3000:]
     assert "500" in stderr
