@@ -18,6 +18,7 @@ import backoff
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
 from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.singerlib import RecordMessage
 
 from tap_usersnap.envelope import (
     MalformedResponseError,
@@ -184,12 +185,29 @@ class UsersnapStream(RunReportingStream):
 
     @cached_property
     def projection(self) -> Projection:
-        """Drops what the schema does not declare.
+        """Drops what the schema does not declare, and what the catalog deselects.
 
         This is the part of the SDK's type conformance the API's JSON needs, at a fraction
         of its cost; conformance itself is turned off (``TYPE_CONFORMANCE_LEVEL``).
         """
-        return Projection(self.schema, self.logger)
+        return Projection(self.schema, self.logger, self.mask.__getitem__)
+
+    @override
+    def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
+        """The SDK's RECORD messages, without its second walk of every record.
+
+        The SDK pops deselected properties and conforms types here; the projection
+        (``post_process``) has already done the one, and the other is off. The rest is the
+        SDK's own: each stream map, then the message with the stream's version.
+        """
+        for stream_map in self.stream_maps:
+            if (mapped := stream_map.transform(record)) is not None:
+                yield RecordMessage(
+                    stream=stream_map.stream_alias,
+                    record=mapped,
+                    version=self._stream_version,
+                    time_extracted=datetime.now(UTC),
+                )
 
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
         """The pages ``get_records`` reads for ``context``; runs in a worker, reads no state.

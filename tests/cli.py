@@ -29,12 +29,15 @@ def run_tap(
     config: dict[str, t.Any],
     *args: str,
     state: dict[str, t.Any] | None = None,
+    catalog: dict[str, t.Any] | None = None,
     timeout: float = 300,
 ) -> tuple[int, SyncResult]:
     """Run ``tap-usersnap --config ...`` to completion; return its exit code and output."""
     command = [*tap_command(), "--config", str(write_json(tmp_path / "config.json", config))]
     if state is not None:
         command += ["--state", str(write_json(tmp_path / "state.json", state))]
+    if catalog is not None:
+        command += ["--catalog", str(write_json(tmp_path / "catalog.json", catalog))]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_USERSNAP_")}
     done = subprocess.run(
         [*command, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
