@@ -276,6 +276,8 @@ class FeedbacksStream(PerProjectStream):
         logging.getLogger("singer_sdk").addFilter(_RESUMABLE_ANYWAY)  # once: a set of filters
         #: Each project's starting point, decided once (when announced, or when synced).
         self._starting_points: dict[str, StartingPoint] = {}
+        #: The newest ``updated_at`` handed to the SDK's state in the project being synced.
+        self._newest_marked: str | None = None
 
     @override
     def preprocess_context(self, context: Context) -> Context:
@@ -474,6 +476,7 @@ class FeedbacksStream(PerProjectStream):
             raise ValueError(msg)
         start = self.starting_point(context)
         del self._starting_points[context["project_id"]]  # used: a later sync decides anew
+        self._newest_marked = None
         incremental = self.replication_method == REPLICATION_INCREMENTAL
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
@@ -532,6 +535,21 @@ class FeedbacksStream(PerProjectStream):
             state.setdefault(PROGRESS_MARKERS, {}).update(
                 replication_key=self.replication_key, replication_key_value=range_read["newest"]
             )
+
+    @override
+    def _increment_stream_state(
+        self, latest_record: Record, *, context: Context | None = None
+    ) -> None:
+        """The SDK's, for a record that can move the progress marker: one newer than any before.
+
+        The SDK finds the project's state by scanning every project's, for every record;
+        read newest first, nearly every record is older than the marker, and changes nothing.
+        """
+        updated_at = latest_record.get(self.replication_key)
+        if updated_at is None or (self._newest_marked and updated_at <= self._newest_marked):
+            return
+        super()._increment_stream_state(latest_record, context=context)
+        self._newest_marked = updated_at
 
     @cached_property
     def feedback_count(self) -> FeedbackCountStream:
