@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import backoff
 import requests
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
+from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
 
@@ -185,21 +186,29 @@ class UsersnapStream(RunReportingStream):
 
     @cached_property
     def projection(self) -> Projection:
-        """Drops what the schema does not declare, and what the catalog deselects.
+        """Drops what the schema does not declare.
 
         This is the part of the SDK's type conformance the API's JSON needs, at a fraction
         of its cost; conformance itself is turned off (``TYPE_CONFORMANCE_LEVEL``).
         """
-        return Projection(self.schema, self.logger, self.mask.__getitem__)
+        return Projection(self.schema, self.logger)
+
+    @cached_property
+    def deselects_properties(self) -> bool:
+        """Whether the catalog deselects any property of this stream."""
+        return not all(self.mask.values())
 
     @override
     def _generate_record_messages(self, record: Record) -> Generator[RecordMessage, None, None]:
-        """The SDK's RECORD messages, without its second walk of every record.
+        """The SDK's RECORD messages, without walking every record when nothing is deselected.
 
-        The SDK pops deselected properties and conforms types here; the projection
-        (``post_process``) has already done the one, and the other is off. The rest is the
-        SDK's own: each stream map, then the message with the stream's version.
+        The SDK walks each record for deselected properties (a fifth of the main thread's
+        time here), even when the catalog selects everything; then it conforms types, which
+        is off here. Otherwise this is the SDK's own: the walk when needed, each stream map,
+        then the message with the stream's version.
         """
+        if self.deselects_properties:
+            pop_deselected_record_properties(record, self.schema, self.mask)
         for stream_map in self.stream_maps:
             if (mapped := stream_map.transform(record)) is not None:
                 yield RecordMessage(

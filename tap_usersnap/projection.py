@@ -7,33 +7,22 @@ import typing as t
 if t.TYPE_CHECKING:
     import logging
 
-    from singer_sdk.singerlib.catalog import Breadcrumb
-
 
 class Projection:
-    """Keeps only the properties a JSON schema declares and the catalog selects, all the way down.
-
-    Deselected properties go here, in the same pass, rather than in a second walk of every
-    record (the SDK's), which cost a fifth of the tap's main thread.
+    """Keeps only the properties a JSON schema declares, all the way down.
 
     Names each undeclared field once, at INFO: an API may add fields at any time, and that
     is news for whoever maintains the schema, not a problem with the run.
     """
 
-    def __init__(
-        self,
-        schema: dict[str, t.Any],
-        logger: logging.Logger,
-        selected: t.Callable[[Breadcrumb], bool] = lambda _breadcrumb: True,
-    ) -> None:
+    def __init__(self, schema: dict[str, t.Any], logger: logging.Logger) -> None:
         self._logger = logger
-        self._selected = selected
         self._reported: set[str] = set()
         self._news: set[str] = set()  # first seen in the record being projected
-        self._project = self._compile(schema, "", ())
+        self._project = self._compile(schema, "")
 
     def __call__(self, record: dict[str, t.Any]) -> dict[str, t.Any]:
-        """The record with undeclared and deselected fields removed."""
+        """The record with undeclared fields removed."""
         projected = t.cast("dict[str, t.Any]", self._project(record))
         if self._news:
             self._logger.info(
@@ -42,14 +31,12 @@ class Projection:
             self._news.clear()
         return projected
 
-    def _compile(
-        self, schema: dict[str, t.Any], path: str, breadcrumb: Breadcrumb
-    ) -> t.Callable[[t.Any], t.Any]:
+    def _compile(self, schema: dict[str, t.Any], path: str) -> t.Callable[[t.Any], t.Any]:
         properties = schema.get("properties")
         if properties is not None and not schema.get("additionalProperties"):
-            return self._object(properties, path, breadcrumb)
+            return self._object(properties, path)
         if "items" in schema:
-            project_item = self._compile(schema["items"], path, breadcrumb)
+            project_item = self._compile(schema["items"], path)
             if project_item is _unchanged:
                 return _unchanged
             return lambda value: (
@@ -57,27 +44,19 @@ class Projection:
             )
         return _unchanged
 
-    def _object(
-        self, properties: dict[str, t.Any], path: str, breadcrumb: Breadcrumb
-    ) -> t.Callable[[t.Any], t.Any]:
+    def _object(self, properties: dict[str, t.Any], path: str) -> t.Callable[[t.Any], t.Any]:
         declared = frozenset(properties)
-        crumbs = {name: (*breadcrumb, "properties", name) for name in properties}
-        selected = frozenset(name for name in properties if self._selected(crumbs[name]))
-        compiled = {
-            name: self._compile(properties[name], f"{path}{name}.", crumbs[name])
-            for name in selected
-        }
+        compiled = {name: self._compile(sub, f"{path}{name}.") for name, sub in properties.items()}
         nested = {name: each for name, each in compiled.items() if each is not _unchanged}
 
         def project(value: t.Any) -> t.Any:
             if not isinstance(value, dict):
                 return value
-            if value.keys() <= selected:
+            if value.keys() <= declared:
                 kept = value  # the common case: nothing to drop, no copy
             else:
-                kept = {key: item for key, item in value.items() if key in selected}
-                if undeclared := value.keys() - declared:
-                    self._report(path, undeclared)
+                kept = {key: item for key, item in value.items() if key in declared}
+                self._report(path, value.keys() - declared)
             for name, project_nested in nested.items():
                 if (item := kept.get(name)) is not None:
                     kept[name] = project_nested(item)
