@@ -50,8 +50,9 @@ def activate_version(tap: TapUsersnap) -> None:
 
     ACTIVATE_VERSION applies to a whole table. A run limited by ``project_ids`` would remove
     the rows of every other project, a stream read incrementally was not read whole, an
-    empty project list would empty every table, and a feedback read short of the API's count
-    (edited while the list was read, and so moved above the cursor) would lose a row.
+    empty project list would empty every table, and a read short of the API's count would
+    lose rows. Full reads go in ``created_at`` order (``ranges``), where an edit during the
+    read moves nothing: the count check is the second line, not the only one.
     """
     if not tap.config.get(SETTING):
         return

@@ -25,10 +25,12 @@ from tap_usersnap.pagination import FeedbackCursorPaginator
 from tap_usersnap.ranges import (
     COUNTED,
     CREATED_RANGE,
+    NEWEST_FIRST,
+    NEWEST_UPDATED_FIRST,
     RANGE_INDEX,
     RANGE_READ,
+    filter_body,
     full_read,
-    range_query,
     read_ranges,
 )
 from tap_usersnap.reconcile import warn_of_projects_gone
@@ -300,10 +302,7 @@ class FeedbacksStream(PerProjectStream):
     ) -> dict[str, t.Any] | None:
         if not self.config.get("filters"):
             return None
-        return {
-            "query": self.config["filters"],
-            "order_by": {"order_by_type": "updated_at", "direction": "desc"},
-        }
+        return filter_body(self.config["filters"], NEWEST_UPDATED_FIRST)
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
@@ -322,10 +321,7 @@ class FeedbacksStream(PerProjectStream):
             return request
         request.method = "POST"
         request.url = self.filter_url(t.cast("Context", page.stream_context))
-        request.data = {
-            "query": [*(self.config.get("filters") or []), *range_query(created_range)],
-            "order_by": {"order_by_type": "created_at", "direction": "desc"},
-        }
+        request.data = filter_body(self.config.get("filters"), NEWEST_FIRST, created_range)
         return request
 
     def filter_url(self, context: Context) -> str:
@@ -338,7 +334,7 @@ class FeedbacksStream(PerProjectStream):
 
     def first_created(self, context: Context, order_by: dict[str, str]) -> str | None:
         """The ``created_at`` of the first feedback in ``order_by`` (the oldest or newest)."""
-        body = {"query": self.config.get("filters") or [], "order_by": order_by}
+        body = filter_body(self.config.get("filters"), order_by)
         request = self.build_prepared_request(
             method="POST", url=self.filter_url(context), params={"limit": 1}, json=body
         )
@@ -528,10 +524,15 @@ class FeedbacksStream(PerProjectStream):
         state.pop(RESUME_KEY, None)
         if incremental and range_read is not None:
             # Not the newest seen: an edit during the read, to a range read before, is
-            # older than that, and must stay newer than the bookmark.
-            state.setdefault(PROGRESS_MARKERS, {}).update(
-                replication_key=self.replication_key, replication_key_value=range_read["newest"]
-            )
+            # older than that, and must stay newer than the bookmark. A first page without
+            # a date to take it from keeps the bookmark where it was.
+            if range_read["newest"] is None:
+                state.pop(PROGRESS_MARKERS, None)
+            else:
+                state.setdefault(PROGRESS_MARKERS, {}).update(
+                    replication_key=self.replication_key,
+                    replication_key_value=range_read["newest"],
+                )
 
     @cached_property
     def feedback_count(self) -> FeedbackCountStream:
