@@ -222,9 +222,12 @@ class ProjectChildStream(PerProjectStream):
             msg = f"{self.name} are read per project"
             raise ValueError(msg)
         if not context.get("api_key"):
+            project_id = context["project_id"]
             self.logger.warning(
-                "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
+                "Project %s has no api_key: its %s cannot be read", project_id, self.name
             )
+            incomplete = self.usersnap_tap.incomplete_reads.setdefault(self.name, {})
+            incomplete[project_id] = f"project {project_id} is listed without api_key"
         for records in self.project_pages(context):
             yield from records
 
@@ -520,7 +523,7 @@ class FeedbacksStream(PerProjectStream):
             if short := check_count(
                 self.logger, self.stream_report, project_id, len(read_ids), counted
             ):
-                self.usersnap_tap.incomplete_reads[project_id] = short
+                self.usersnap_tap.incomplete_reads.setdefault(self.name, {})[project_id] = short
         state.pop(RESUME_KEY, None)
         if incremental and range_read is not None:
             # Not the newest seen: an edit during the read, to a range read before, is

@@ -252,7 +252,9 @@ def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
 
 
 def withheld_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if "no row of feedbacks is removed, as the read" in r.msg]
+    return [
+        r for r in caplog.records if "no row of feedbacks is removed, as the read" in r.getMessage()
+    ]
 
 
 def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
@@ -349,3 +351,23 @@ def test_an_empty_project_list_activates_nothing(
     assert activations(result.messages) == []
     (warning,) = [r for r in caplog.records if "listed no project" in r.getMessage()]
     assert warning.levelno == logging.WARNING
+
+
+def test_a_project_listed_without_api_key_withholds_the_activation_of_its_lists(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    """Its assignees and metrics cannot be asked for: ACTIVATE_VERSION would remove their rows."""
+    keyless = sandbox.store.project_ids()[1]
+    sandbox.faults.update({"no_api_key_project": keyless})
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert {stream for _, stream, _ in activations(result.messages)} == {"projects", "feedbacks"}
+    for stream in ("project_assignees", "project_metrics"):
+        listed = {record["project_id"] for record in result.records[stream]}
+        assert listed == set(sandbox.store.project_ids()) - {keyless}
+    (warning,) = [r for r in caplog.records if "Reconcile: no row of" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "no row of project_assignees, project_metrics is removed" in warning.getMessage()
+    assert f"project {keyless} is listed without api_key" in warning.getMessage()
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))  # its feedback is read by id
