@@ -216,3 +216,27 @@ def test_a_range_resume_point_is_checked_before_the_run():
     assert state_problem(state_with(valid)) is None
     broken = {"ranges": [{"gte": None, "lt": None, "after": 7}]}
     assert "'ranges' must be objects" in str(state_problem(state_with(broken)))
+
+
+def test_a_first_page_without_dates_moves_no_bookmark(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    """The bookmark to be comes from the plain list's first page: none there, none set."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+    project_id = sandbox.store.project_ids()[0]
+    list_feedbacks = sandbox.store.list_feedbacks
+
+    def undated(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
+        page = t.cast("dict[str, t.Any]", list_feedbacks(*args, **kwargs))
+        for feedback in page["feedbacks"]:
+            feedback["updated_at"] = None
+        return page
+
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", undated)
+    config = base_config(sandbox.url, page_size=10)
+    first = sync(config)
+
+    assert sorted(first.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert "replication_key_value" not in first.bookmarks()[project_id]
+    again = sync(config, state=first.state)
+    assert sorted(again.ids()) == sorted(sandbox_feedbacks(sandbox))  # read whole again
