@@ -455,13 +455,20 @@ class FeedbacksStream(PerProjectStream):
 
     @override
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
-        """Pages from the starting point, decided now: the worker reads no state."""
+        """Pages from the starting point, decided now: the worker reads no state.
+
+        FULL_TABLE reads the whole project even under ``start_date`` (which then only limits
+        what is sent): a chain down to it would miss what is edited during the read, and a
+        reconcile would remove its row.
+        """
         start = self.starting_point(context)
         slots = self.usersnap_tap.range_request_slots
         if start.range_read:
             resume = copy.deepcopy(start.range_read)  # the state stays the consumer's
             return lambda: read_ranges(self, context, resume, slots)
-        if start.floor is None and start.after is None:
+        if self.replication_method != REPLICATION_INCREMENTAL or (
+            start.floor is None and start.after is None
+        ):
             return lambda: full_read(self, context, slots)
         return lambda: self.pages(context, start.floor, start.after)
 
@@ -494,9 +501,12 @@ class FeedbacksStream(PerProjectStream):
             for feedback in page["feedbacks"]:
                 updated_at = feedback["updated_at"]
                 if start.floor and updated_at and updated_at < start.floor:
-                    if range_read is None:
-                        break
-                    continue  # ranges are in created_at order: the rest may be newer
+                    if range_read is None and counted is None:
+                        break  # one chain, newest first: the rest is older still
+                    feedback_id = feedback.get("feedback_id")
+                    if counted is not None and isinstance(feedback_id, str) and feedback_id:
+                        read_ids.add(feedback_id)  # read, older than start_date: it exists
+                    continue  # a whole read, in created_at order: the rest may be newer
                 yield feedback
                 # Written now. A STATE the SDK wrote right after it names the one before.
                 feedback_id = feedback.get("feedback_id")

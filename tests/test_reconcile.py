@@ -257,6 +257,27 @@ def withheld_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecor
     ]
 
 
+def edit_after_the_first_page(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox, project_id: str, feedback_id: str
+) -> list[str]:
+    """Edit ``feedback_id`` once the first page of feedback was served; returns it, once done."""
+    store = sandbox.store
+    changed: list[str] = []
+
+    def then_edit(serve: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        def serve_then_edit(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            page = serve(*args, **kwargs)
+            if not changed:
+                changed.extend(store.change_feedbacks(project_id, ids=[feedback_id]))
+            return page
+
+        return serve_then_edit
+
+    for serve in ("list_feedbacks", "filter_feedbacks"):
+        monkeypatch.setattr(store, serve, then_edit(getattr(store, serve)))
+    return changed
+
+
 def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
     make_sandbox: t.Callable[..., Sandbox],
     monkeypatch: pytest.MonkeyPatch,
@@ -273,7 +294,6 @@ def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
     store = sandbox.store
     edited = min(store.feedbacks(project_id), key=lambda f: f["updated_at"])["feedback_id"]
     created: list[str] = []
-    changed: list[str] = []
     count = store.count
 
     def count_then_create(project: str) -> int:
@@ -283,18 +303,8 @@ def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
             created.extend(store.add_feedbacks(project, 1))
         return counted
 
-    def edit_after_the_first_page(serve: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
-        def serve_then_edit(*args: t.Any, **kwargs: t.Any) -> t.Any:
-            page = serve(*args, **kwargs)
-            if not changed:
-                changed.extend(store.change_feedbacks(project_id, ids=[edited]))
-            return page
-
-        return serve_then_edit
-
     monkeypatch.setattr(store, "count", count_then_create)
-    for serve in ("list_feedbacks", "filter_feedbacks"):
-        monkeypatch.setattr(store, serve, edit_after_the_first_page(getattr(store, serve)))
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
     config = reconcile_config(sandbox, page_size=50)
     result = sync(config, catalog=full_table_catalog(config))
 
@@ -309,6 +319,36 @@ def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
     )
     assert {stream for _, stream, _ in activations(result.messages)} == STREAMS
     assert withheld_warnings(caplog) == []
+
+
+def test_a_reconcile_under_start_date_reads_whole_and_keeps_a_row_edited_meanwhile(
+    make_sandbox: t.Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """start_date limits what is sent, not what is read: a chain down to it misses an edit."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    project_id = sandbox.store.project_ids()[0]
+    by_age = sorted(
+        sandbox.store.feedbacks(project_id), key=lambda f: normalize_timestamp(f["updated_at"])
+    )
+    start_date = normalize_timestamp(by_age[150]["updated_at"])
+    edited = by_age[150]["feedback_id"]  # the last one a chain down to start_date reads
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
+    config = reconcile_config(sandbox, page_size=50, start_date=start_date)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert changed == [edited]  # the scenario happened
+    ids = result.ids()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {
+        f["feedback_id"]
+        for f in sandbox.store.feedbacks(project_id)
+        if normalize_timestamp(f["updated_at"]) >= t.cast("str", start_date)
+    }
+    assert edited in ids
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS
+    assert withheld_warnings(caplog) == []  # every feedback read: 300 of 300
 
 
 @pytest.mark.parametrize(
