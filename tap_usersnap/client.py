@@ -90,7 +90,7 @@ class SharedByStreams(t.Protocol):
     range_request_slots: threading.Semaphore
     #: Why a project's lists could not be read, by project id and stream: the run goes on.
     refused_projects: dict[str, dict[str, str]]
-    #: Reads that may have missed rows, by stream and project id: why (no reconcile of them).
+    #: Reads that may have missed rows, by stream and project id (or path): why (no reconcile).
     incomplete_reads: dict[str, dict[str, str]]
 
 

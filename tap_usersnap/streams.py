@@ -123,6 +123,10 @@ class ProjectsStream(UsersnapStream):
                 "only the first %d projects are synced",
                 len(records),
             )
+            # A reconcile would remove the rows of every project not listed.
+            why = f"GET /projects listed only its first {len(records)} projects"
+            for stream in self._tap.streams:
+                self.usersnap_tap.incomplete_reads.setdefault(stream, {})[self.path] = why
         return records
 
     @override

@@ -411,3 +411,26 @@ def test_a_project_listed_without_api_key_withholds_the_activation_of_its_lists(
     assert "no row of project_assignees, project_metrics is removed" in warning.getMessage()
     assert f"project {keyless} is listed without api_key" in warning.getMessage()
     assert set(result.ids()) == set(sandbox_feedbacks(sandbox))  # its feedback is read by id
+
+
+def test_a_project_list_that_says_has_more_activates_nothing(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """GET /projects has no pagination: projects past its first answer would lose their rows."""
+    list_projects = sandbox._routes[("GET",)]
+
+    def more_than_listed(call: t.Any) -> tuple[int, t.Any]:
+        status, data = list_projects(call)
+        return status, {**data, "has_more": True}
+
+    monkeypatch.setitem(sandbox._routes, ("GET",), more_than_listed)
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    assert activations(result.messages) == []
+    (warning,) = [r for r in caplog.records if "Reconcile: no row of" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    for stream in STREAMS:
+        assert stream in warning.getMessage()
+    assert "GET /projects listed only its first 3 projects" in warning.getMessage()
