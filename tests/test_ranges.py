@@ -82,6 +82,7 @@ def test_a_fast_api_reads_one_range(make_sandbox: t.Callable[..., Sandbox]):
     """Without latency the tap's own work is the bottleneck: splitting would only cost."""
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
     result = sync(base_config(sandbox.url, page_size=100))
+    assert len(result.ids()) == len(set(result.ids())) == LARGE  # each once
     assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
     assert chains(sandbox, sandbox.store.project_ids()[0]) == 1
     assert probes(sandbox) == []  # one range needs no bounds
