@@ -21,6 +21,7 @@ import duckdb
 
 from tests.cli import tap_command, write_json
 from tests.helpers import base_config
+from tests.test_reconcile import edit_after_the_first_page
 from tests.test_sync import full_table_catalog
 from tests.warehouse_helpers import (
     SANDBOX_JWT_ID,
@@ -38,6 +39,8 @@ from tests.warehouse_helpers import (
 )
 
 if t.TYPE_CHECKING:
+    import pytest
+
     from tap_usersnap.sandbox import Sandbox
 
 SCHEMA = "usersnap"
@@ -307,22 +310,17 @@ def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandb
     assert {pid for (pid,) in query(db, f"SELECT project_id FROM {SCHEMA}.projects")} == set(listed)
 
 
-def test_a_soft_delete_is_stamped_on_the_clock_of_sdc_batched_at(
-    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
-):
-    """``_sdc_deleted_at`` reads as a timestamp of ``_sdc_batched_at``'s kind: local, naive.
-
-    The loader runs in a zone five hours from UTC: a UTC stamp would be that far off.
-    """
+def reconcile_into_duckdb(
+    tmp_path: Path, sandbox: Sandbox, env: dict[str, str] | None = None, **settings: t.Any
+) -> Path:
+    """The reconcile, the tap's output piped into target-duckdb-reconcile: the DuckDB file."""
     meltano_bin()  # the plugins, installed on first use
     loader = Path(plugin_python("loaders", "target-duckdb-reconcile")).with_name(
         "target-duckdb-reconcile"
     )
-    sandbox = make_sandbox(projects=1, feedbacks_per_project=[20])
-    project_id = sandbox.store.project_ids()[0]
     db = tmp_path / "warehouse.duckdb"
     target = {"filepath": str(db), "default_target_schema": SCHEMA, "add_metadata_columns": True}
-    config = base_config(sandbox.url, emit_activate_version_messages=True)
+    config = base_config(sandbox.url, emit_activate_version_messages=True, **settings)
     tap = [
         *tap_command(),
         "--config",
@@ -331,13 +329,25 @@ def test_a_soft_delete_is_stamped_on_the_clock_of_sdc_batched_at(
         str(write_json(tmp_path / "catalog.json", full_table_catalog(config))),
     ]
     load = [str(loader), "--config", str(write_json(tmp_path / "target.json", target))]
+    messages = subprocess.run(tap, capture_output=True, check=True, timeout=120).stdout
+    subprocess.run(load, input=messages, capture_output=True, check=True, env=env, timeout=120)
+    return db
+
+
+def test_a_soft_delete_is_stamped_on_the_clock_of_sdc_batched_at(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    """``_sdc_deleted_at`` reads as a timestamp of ``_sdc_batched_at``'s kind: local, naive.
+
+    The loader runs in a zone five hours from UTC: a UTC stamp would be that far off.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[20])
+    project_id = sandbox.store.project_ids()[0]
     env = {**os.environ, "TZ": "EST5EDT"}
+    reconcile_into_duckdb(tmp_path, sandbox, env)
     deleted = sandbox.store.feedbacks(project_id)[0]["feedback_id"]
-    for run in range(2):
-        if run:
-            sandbox.store.delete_feedback(project_id, deleted)
-        messages = subprocess.run(tap, capture_output=True, check=True, timeout=120).stdout
-        subprocess.run(load, input=messages, capture_output=True, check=True, env=env, timeout=120)
+    sandbox.store.delete_feedback(project_id, deleted)
+    db = reconcile_into_duckdb(tmp_path, sandbox, env)
 
     ((column_type,),) = query(
         db,
@@ -358,3 +368,24 @@ def test_a_soft_delete_is_stamped_on_the_clock_of_sdc_batched_at(
     assert stamped.tzinfo is None, deleted_at
     # Stamped after the last row was loaded, on the same clock: seconds after, not hours.
     assert last_batched <= stamped < last_batched + dt.timedelta(minutes=10)
+
+
+def test_a_feedback_edited_during_the_reconcile_keeps_its_row(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    """Edited while the reconcile reads its project: its row stays, only the deleted one goes."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    project_id = sandbox.store.project_ids()[0]
+    reconcile_into_duckdb(tmp_path, sandbox, page_size=50)
+    deleted = sandbox.store.feedbacks(project_id)[0]["feedback_id"]
+    sandbox.store.delete_feedback(project_id, deleted)
+    feedbacks = sandbox.store.feedbacks(project_id)
+    edited = min(feedbacks, key=lambda f: f["updated_at"])["feedback_id"]
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
+    db = reconcile_into_duckdb(tmp_path, sandbox, page_size=50)
+
+    assert changed == [edited]  # the scenario happened
+    rows = query(db, f"SELECT feedback_id, status_type, _sdc_deleted_at FROM {SCHEMA}.feedbacks")
+    assert {fid for fid, _status, gone in rows if gone} == {deleted}
+    status = {fid: status for fid, status, _gone in rows}
+    assert status[edited] == sandbox.store.feedback(project_id, edited)["status_type"]
