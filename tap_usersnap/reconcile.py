@@ -95,10 +95,10 @@ def activate_version(tap: TapUsersnap) -> None:
         stream._write_activate_version_message(version)
     if streams:
         tap.logger.info(
-            "Reconcile: every project was read completely; ACTIVATE_VERSION %d sent for %s: "
-            "the loader removes the rows the API no longer lists",
-            version,
+            "Reconcile: %s read whole; ACTIVATE_VERSION %d sent for each: the loader removes "
+            "the rows the API no longer lists",
             ", ".join(stream.name for stream in streams),
+            version,
         )
 
 
