@@ -92,8 +92,8 @@ class SharedByStreams(t.Protocol):
     range_request_slots: threading.Semaphore
     #: Why a project's lists could not be read, by project id and stream: the run goes on.
     refused_projects: dict[str, dict[str, str]]
-    #: Full reads that delivered fewer feedbacks than the API counted, by project id: why.
-    incomplete_reads: dict[str, str]
+    #: Reads that may have missed rows, by stream and project id (or path): why (no reconcile).
+    incomplete_reads: dict[str, dict[str, str]]
 
 
 class _ReportedByTheCLI(logging.Filter):

@@ -9,6 +9,7 @@ from singer_sdk.pagination import SinglePagePaginator
 
 from tap_usersnap.client import UsersnapStream
 from tap_usersnap.envelope import payload
+from tap_usersnap.ranges import filter_body
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -56,7 +57,7 @@ class FeedbackCountStream(UsersnapStream):
     def prepare_request_payload(
         self, context: Context | None, next_page_token: t.Any
     ) -> dict[str, t.Any] | None:
-        return {"query": self.config["filters"]} if self.config.get("filters") else None
+        return filter_body(self.config["filters"]) if self.config.get("filters") else None
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:

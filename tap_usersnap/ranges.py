@@ -1,12 +1,15 @@
-"""A large project's full read as parallel ``created_at`` ranges, each its own cursor chain.
+"""A project's full read in ``created_at`` order: contiguous ranges, each its own cursor chain.
 
-One chain of cursor requests reads a project at one page a round trip, whatever
-``max_concurrency`` says. The filter endpoint can split it: contiguous ``created_at``
-ranges (``gte``/``lt``) cover every feedback exactly once, and are read at the same time.
-Their pages arrive interleaved, so an interrupted range read resumes each range after the
-last feedback written from it. Its bookmark is the newest ``updated_at`` of the plain
-list's first page, read before the ranges start: whatever is edited or added while they
-are read is newer, and the next run reads it.
+The plain list is newest ``updated_at`` first: a feedback edited while it is read moves
+above the cursor, and the read misses it (a reconcile would then remove its row). In
+``created_at`` order, from the filter endpoint, an edit moves nothing: every full read
+of more than one page is read that way, as one range or, when the project is large and
+the API slow, as several read at the same time (one chain reads at one page a round trip,
+whatever ``max_concurrency`` says). Contiguous ranges (``gte``/``lt``) cover every
+feedback exactly once. Their pages arrive interleaved, so an interrupted range read resumes
+each range after the last feedback written from it. Its bookmark is the newest
+``updated_at`` of the plain list's first page, read before the ranges start: whatever is
+edited or added while they are read is newer, and the next run reads it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ RANGE_INDEX = "range"
 #: page, or why it could not be read (``str``).
 COUNTED = "counted"
 #: A project is split only if it holds this many feedbacks (25 pages of the largest size:
-#: below, its chain is short, and a split costs three requests more) ...
+#: below, its chain is short, and a split costs two requests more) ...
 MIN_FEEDBACKS_TO_SPLIT = 2_500
 #: ... and only into ranges of at least this many pages each ...
 MIN_PAGES_PER_RANGE = 4
@@ -53,17 +56,25 @@ MIN_PAGE_SECONDS_TO_SPLIT = 0.05
 RANGES_PER_CONCURRENCY = 2
 NEWEST_FIRST = {"order_by_type": "created_at", "direction": "desc"}
 OLDEST_FIRST = {"order_by_type": "created_at", "direction": "asc"}
+#: The plain list's order, asked of the filter endpoint when filters are set.
+NEWEST_UPDATED_FIRST = {"order_by_type": "updated_at", "direction": "desc"}
+#: A range open at both ends: the whole project.
+WHOLE: tuple[str | None, str | None] = (None, None)
 
 
-def range_query(created_range: tuple[str | None, str | None]) -> list[dict[str, str]]:
-    """The filter conditions of one range."""
+def filter_body(
+    filters: list[dict[str, str]] | None,
+    order_by: dict[str, str] | None = None,
+    created_range: tuple[str | None, str | None] = WHOLE,
+) -> dict[str, t.Any]:
+    """The body of a filter endpoint request: the configured filters, within a range, in order."""
     gte, lt = created_range
-    query = []
+    query = [*(filters or [])]
     if gte:
         query.append({"filter_type": "created_at", "operator": "gte", "value": gte})
     if lt:
         query.append({"filter_type": "created_at", "operator": "lt", "value": lt})
-    return query
+    return {"query": query, "order_by": order_by} if order_by else {"query": query}
 
 
 def split(oldest: str, newest: str, count: int) -> list[tuple[str | None, str | None]]:
@@ -85,12 +96,12 @@ def split(oldest: str, newest: str, count: int) -> list[tuple[str | None, str | 
 def full_read(
     stream: FeedbacksStream, context: Context, slots: threading.Semaphore
 ) -> Iterable[t.Any]:
-    """The pages of a whole project: one chain if it is small, else parallel ranges.
+    """The pages of a whole project: its first page alone if that is all, else ranges.
 
     First the API's count, once, before any page: feedback created during the read is not
     in it, and the read is checked against it (``completeness.check_count``). Then the plain
-    list's first page, in any case: a small project is read on from it; for a large one it
-    is the bookmark to be.
+    list's first page, in any case: if it says there is no more, it is the project (one
+    response: nothing can move); else it is the bookmark to be, and the ranges read it all.
     """
     try:
         counted: int | str = stream.count(context)
@@ -107,35 +118,46 @@ def _pages(
 ) -> Iterable[t.Any]:
     chain = stream.pages(context, None, None)
     started = time.perf_counter()
-    first = next(chain, None)
+    try:
+        first = next(chain, None)
+    finally:
+        chain.close()
     if first is None or not first["has_more"]:
         return [] if first is None else [first]
-    if total is None or time.perf_counter() - started < MIN_PAGE_SECONDS_TO_SPLIT:
-        return _continue(first, chain)
+    parts = _ranges(stream, context, total, time.perf_counter() - started)
+    resume = {
+        "newest": max(
+            (f["updated_at"] for f in first["feedbacks"] if f["updated_at"]), default=None
+        ),
+        "ranges": [{"gte": gte, "lt": lt, "after": None} for gte, lt in parts],
+    }
+    return read_ranges(stream, context, resume, slots)
+
+
+def _ranges(
+    stream: FeedbacksStream, context: Context, total: int | None, first_page_seconds: float
+) -> list[tuple[str | None, str | None]]:
+    """One range, or several when the project is large and the API slow enough to pay off."""
+    if total is None or total < MIN_FEEDBACKS_TO_SPLIT:
+        return [WHOLE]
+    if first_page_seconds < MIN_PAGE_SECONDS_TO_SPLIT:
+        return [WHOLE]
     pages = math.ceil(total / int(stream.config["page_size"]))
     most = RANGES_PER_CONCURRENCY * int(stream.config["max_concurrency"])
-    count = min(most, pages // MIN_PAGES_PER_RANGE) if total >= MIN_FEEDBACKS_TO_SPLIT else 1
+    count = min(most, pages // MIN_PAGES_PER_RANGE)
     if count < 2:
-        return _continue(first, chain)
+        return [WHOLE]
     oldest = stream.first_created(context, OLDEST_FIRST)
     newest = stream.first_created(context, NEWEST_FIRST)
-    bookmark = max((f["updated_at"] for f in first["feedbacks"] if f["updated_at"]), default=None)
-    if not oldest or not newest or not bookmark:
-        return _continue(first, chain)
-    chain.close()
+    if not oldest or not newest:
+        return [WHOLE]
     stream.logger.info(
         "Project %s: reading about %d pages as %d parallel created_at ranges",
         context["project_id"],
         pages,
         count,
     )
-    resume = {
-        "newest": max(feedback["updated_at"] for feedback in first["feedbacks"]),
-        "ranges": [
-            {"gte": gte, "lt": lt, "after": None} for gte, lt in split(oldest, newest, count)
-        ],
-    }
-    return read_ranges(stream, context, resume, slots)
+    return split(oldest, newest, count)
 
 
 def read_ranges(
@@ -149,11 +171,6 @@ def read_ranges(
         ],
         head=[{"feedbacks": [], "has_more": True, RANGE_READ: resume}],
     )
-
-
-def _continue(first: dict[str, t.Any], rest: Iterable[dict[str, t.Any]]) -> Iterator[t.Any]:
-    yield first
-    yield from rest
 
 
 def _range_pages(

@@ -50,8 +50,10 @@ def activate_version(tap: TapUsersnap) -> None:
 
     ACTIVATE_VERSION applies to a whole table. A run limited by ``project_ids`` would remove
     the rows of every other project, a stream read incrementally was not read whole, an
-    empty project list would empty every table, and a feedback read short of the API's count
-    (edited while the list was read, and so moved above the cursor) would lose a row.
+    empty project list would empty every table, and a read that may have missed rows (short
+    of the API's count, or a project's lists without its ``api_key``) would lose them. Full
+    reads go in ``created_at`` order (``ranges``), where an edit during the read moves
+    nothing: the count check is the second line, not the only one.
     """
     if not tap.config.get(SETTING):
         return
@@ -76,23 +78,27 @@ def activate_version(tap: TapUsersnap) -> None:
             "on them (Meltano: metadata replication-method: FULL_TABLE)",
             ", ".join(incremental),
         )
-    if incomplete := tap.incomplete_reads:
-        streams = [stream for stream in streams if stream.name != "feedbacks"]
+    withheld: dict[str, list[str]] = {}  # streams by why: one warning for the same projects
+    for stream in streams:
+        if reasons := tap.incomplete_reads.get(stream.name):
+            withheld.setdefault("; ".join(reasons.values()), []).append(stream.name)
+    streams = [stream for stream in streams if not tap.incomplete_reads.get(stream.name)]
+    for why, names in withheld.items():
         tap.logger.warning(
-            "Reconcile: no row of feedbacks is removed, as the read delivered fewer feedbacks "
-            "than the API counted (%s): rows that exist at the source would go. Run the "
-            "reconcile again",
-            "; ".join(incomplete.values()),
+            "Reconcile: no row of %s is removed, as the read may have missed rows that exist "
+            "at the source (%s): run the reconcile again once they can be read whole",
+            ", ".join(names),
+            why,
         )
     version = run_version(tap)
     for stream in streams:
         stream._write_activate_version_message(version)
     if streams:
         tap.logger.info(
-            "Reconcile: every project was read completely; ACTIVATE_VERSION %d sent for %s: "
-            "the loader removes the rows the API no longer lists",
-            version,
+            "Reconcile: %s read whole; ACTIVATE_VERSION %d sent for each: the loader removes "
+            "the rows the API no longer lists",
             ", ".join(stream.name for stream in streams),
+            version,
         )
 
 

@@ -25,10 +25,12 @@ from tap_usersnap.pagination import FeedbackCursorPaginator
 from tap_usersnap.ranges import (
     COUNTED,
     CREATED_RANGE,
+    NEWEST_FIRST,
+    NEWEST_UPDATED_FIRST,
     RANGE_INDEX,
     RANGE_READ,
+    filter_body,
     full_read,
-    range_query,
     read_ranges,
 )
 from tap_usersnap.reconcile import warn_of_projects_gone
@@ -121,6 +123,10 @@ class ProjectsStream(UsersnapStream):
                 "only the first %d projects are synced",
                 len(records),
             )
+            # A reconcile would remove the rows of every project not listed.
+            why = f"GET /projects listed only its first {len(records)} projects"
+            for stream in self._tap.streams:
+                self.usersnap_tap.incomplete_reads.setdefault(stream, {})[self.path] = why
         return records
 
     @override
@@ -220,9 +226,12 @@ class ProjectChildStream(PerProjectStream):
             msg = f"{self.name} are read per project"
             raise ValueError(msg)
         if not context.get("api_key"):
+            project_id = context["project_id"]
             self.logger.warning(
-                "Project %s has no api_key: its %s cannot be read", context["project_id"], self.name
+                "Project %s has no api_key: its %s cannot be read", project_id, self.name
             )
+            incomplete = self.usersnap_tap.incomplete_reads.setdefault(self.name, {})
+            incomplete[project_id] = f"project {project_id} is listed without api_key"
         for records in self.project_pages(context):
             yield from records
 
@@ -302,10 +311,7 @@ class FeedbacksStream(PerProjectStream):
     ) -> dict[str, t.Any] | None:
         if not self.config.get("filters"):
             return None
-        return {
-            "query": self.config["filters"],
-            "order_by": {"order_by_type": "updated_at", "direction": "desc"},
-        }
+        return filter_body(self.config["filters"], NEWEST_UPDATED_FIRST)
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
@@ -324,10 +330,7 @@ class FeedbacksStream(PerProjectStream):
             return request
         request.method = "POST"
         request.url = self.filter_url(t.cast("Context", page.stream_context))
-        request.data = {
-            "query": [*(self.config.get("filters") or []), *range_query(created_range)],
-            "order_by": {"order_by_type": "created_at", "direction": "desc"},
-        }
+        request.data = filter_body(self.config.get("filters"), NEWEST_FIRST, created_range)
         return request
 
     def filter_url(self, context: Context) -> str:
@@ -340,7 +343,7 @@ class FeedbacksStream(PerProjectStream):
 
     def first_created(self, context: Context, order_by: dict[str, str]) -> str | None:
         """The ``created_at`` of the first feedback in ``order_by`` (the oldest or newest)."""
-        body = {"query": self.config.get("filters") or [], "order_by": order_by}
+        body = filter_body(self.config.get("filters"), order_by)
         request = self.build_prepared_request(
             method="POST", url=self.filter_url(context), params={"limit": 1}, json=body
         )
@@ -458,13 +461,20 @@ class FeedbacksStream(PerProjectStream):
 
     @override
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
-        """Pages from the starting point, decided now: the worker reads no state."""
+        """Pages from the starting point, decided now: the worker reads no state.
+
+        FULL_TABLE reads the whole project even under ``start_date`` (which then only limits
+        what is sent): a chain down to it would miss what is edited during the read, and a
+        reconcile would remove its row.
+        """
         start = self.starting_point(context)
         slots = self.usersnap_tap.range_request_slots
         if start.range_read:
             resume = copy.deepcopy(start.range_read)  # the state stays the consumer's
             return lambda: read_ranges(self, context, resume, slots)
-        if start.floor is None and start.after is None:
+        if self.replication_method != REPLICATION_INCREMENTAL or (
+            start.floor is None and start.after is None
+        ):
             return lambda: full_read(self, context, slots)
         return lambda: self.pages(context, start.floor, start.after)
 
@@ -498,9 +508,12 @@ class FeedbacksStream(PerProjectStream):
             for feedback in page["feedbacks"]:
                 updated_at = feedback["updated_at"]
                 if start.floor and updated_at and updated_at < start.floor:
-                    if range_read is None:
-                        break
-                    continue  # ranges are in created_at order: the rest may be newer
+                    if range_read is None and counted is None:
+                        break  # one chain, newest first: the rest is older still
+                    feedback_id = feedback.get("feedback_id")
+                    if counted is not None and isinstance(feedback_id, str) and feedback_id:
+                        read_ids.add(feedback_id)  # read, older than start_date: it exists
+                    continue  # a whole read, in created_at order: the rest may be newer
                 yield feedback
                 # Written now. A STATE the SDK wrote right after it names the one before.
                 feedback_id = feedback.get("feedback_id")
@@ -527,14 +540,19 @@ class FeedbacksStream(PerProjectStream):
             if short := check_count(
                 self.logger, self.stream_report, project_id, len(read_ids), counted
             ):
-                self.usersnap_tap.incomplete_reads[project_id] = short
+                self.usersnap_tap.incomplete_reads.setdefault(self.name, {})[project_id] = short
         state.pop(RESUME_KEY, None)
         if incremental and range_read is not None:
             # Not the newest seen: an edit during the read, to a range read before, is
-            # older than that, and must stay newer than the bookmark.
-            state.setdefault(PROGRESS_MARKERS, {}).update(
-                replication_key=self.replication_key, replication_key_value=range_read["newest"]
-            )
+            # older than that, and must stay newer than the bookmark. A first page without
+            # a date to take it from keeps the bookmark where it was.
+            if range_read["newest"] is None:
+                state.pop(PROGRESS_MARKERS, None)
+            else:
+                state.setdefault(PROGRESS_MARKERS, {}).update(
+                    replication_key=self.replication_key,
+                    replication_key_value=range_read["newest"],
+                )
 
     @override
     def _increment_stream_state(

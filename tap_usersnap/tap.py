@@ -222,8 +222,8 @@ class TapUsersnap(Tap):
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         #: Why a project's lists could not be read, by project id and stream: the run goes on.
         self.refused_projects: dict[str, dict[str, str]] = {}
-        #: Full reads that delivered fewer feedbacks than the API counted: no reconcile of them.
-        self.incomplete_reads: dict[str, str] = {}
+        #: Reads that may have missed rows, by stream and project id (or path): no reconcile.
+        self.incomplete_reads: dict[str, dict[str, str]] = {}
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:

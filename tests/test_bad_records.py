@@ -120,16 +120,19 @@ def test_a_feedback_whose_updated_at_is_no_date_time_is_delivered_and_never_bloc
     sandbox = make_sandbox(projects=2, feedbacks_per_project=[30, 20])
     first_project = sandbox.store.project_ids()[0]
     odd = sandbox.store.feedbacks(first_project)[7]["feedback_id"]  # inside a page
-    list_feedbacks = sandbox.store.list_feedbacks
 
-    def with_an_odd_record(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
-        data = list_feedbacks(*args, **kwargs)
-        for feedback in data["feedbacks"]:
-            if feedback["feedback_id"] == odd:
-                feedback["updated_at"] = odd_value
-        return data
+    def with_an_odd_record(serve: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        def serve_odd(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
+            data = t.cast("dict[str, t.Any]", serve(*args, **kwargs))
+            for feedback in data["feedbacks"]:
+                if feedback["feedback_id"] == odd:
+                    feedback["updated_at"] = odd_value
+            return data
 
-    monkeypatch.setattr(sandbox.store, "list_feedbacks", with_an_odd_record)
+        return serve_odd
+
+    for serve in ("list_feedbacks", "filter_feedbacks"):
+        monkeypatch.setattr(sandbox.store, serve, with_an_odd_record(getattr(sandbox.store, serve)))
     config = base_config(sandbox.url, page_size=5, max_concurrency=1)
     first = sync(config)
     assert sorted(first.ids()) == sorted(sandbox_feedbacks(sandbox))

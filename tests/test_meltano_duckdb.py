@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import typing as t
@@ -18,6 +19,10 @@ from pathlib import Path
 
 import duckdb
 
+from tests.cli import tap_command, write_json
+from tests.helpers import base_config
+from tests.test_reconcile import edit_after_the_first_page
+from tests.test_sync import full_table_catalog
 from tests.warehouse_helpers import (
     SANDBOX_JWT_ID,
     SANDBOX_JWT_SECRET,
@@ -25,6 +30,7 @@ from tests.warehouse_helpers import (
     edit_sandbox,
     expected_per_project,
     meltano,
+    meltano_bin,
     meltano_env,
     meltano_state,
     parse_ts,
@@ -33,6 +39,8 @@ from tests.warehouse_helpers import (
 )
 
 if t.TYPE_CHECKING:
+    import pytest
+
     from tap_usersnap.sandbox import Sandbox
 
 SCHEMA = "usersnap"
@@ -300,3 +308,84 @@ def test_reconcile_removes_only_what_the_source_deleted(tmp_path: Path, wh_sandb
     listed = [pid for pid in store.project_ids() if pid != gone]
     assert set(warehouse_rows(db)) == {f["feedback_id"] for p in listed for f in store.feedbacks(p)}
     assert {pid for (pid,) in query(db, f"SELECT project_id FROM {SCHEMA}.projects")} == set(listed)
+
+
+def reconcile_into_duckdb(
+    tmp_path: Path, sandbox: Sandbox, env: dict[str, str] | None = None, **settings: t.Any
+) -> Path:
+    """The reconcile, the tap's output piped into target-duckdb-reconcile: the DuckDB file."""
+    meltano_bin()  # the plugins, installed on first use
+    loader = Path(plugin_python("loaders", "target-duckdb-reconcile")).with_name(
+        "target-duckdb-reconcile"
+    )
+    db = tmp_path / "warehouse.duckdb"
+    target = {"filepath": str(db), "default_target_schema": SCHEMA, "add_metadata_columns": True}
+    config = base_config(sandbox.url, emit_activate_version_messages=True, **settings)
+    tap = [
+        *tap_command(),
+        "--config",
+        str(write_json(tmp_path / "config.json", config)),
+        "--catalog",
+        str(write_json(tmp_path / "catalog.json", full_table_catalog(config))),
+    ]
+    load = [str(loader), "--config", str(write_json(tmp_path / "target.json", target))]
+    messages = subprocess.run(tap, capture_output=True, check=True, timeout=120).stdout
+    subprocess.run(load, input=messages, capture_output=True, check=True, env=env, timeout=120)
+    return db
+
+
+def test_a_soft_delete_is_stamped_on_the_clock_of_sdc_batched_at(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    """``_sdc_deleted_at`` reads as a timestamp of ``_sdc_batched_at``'s kind: local, naive.
+
+    The loader runs in a zone five hours from UTC: a UTC stamp would be that far off.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[20])
+    project_id = sandbox.store.project_ids()[0]
+    env = {**os.environ, "TZ": "EST5EDT"}
+    reconcile_into_duckdb(tmp_path, sandbox, env)
+    deleted = sandbox.store.feedbacks(project_id)[0]["feedback_id"]
+    sandbox.store.delete_feedback(project_id, deleted)
+    db = reconcile_into_duckdb(tmp_path, sandbox, env)
+
+    ((column_type,),) = query(
+        db,
+        "SELECT data_type FROM information_schema.columns "
+        "WHERE table_name = 'feedbacks' AND column_name = '_sdc_deleted_at'",
+    )
+    assert column_type == "VARCHAR"  # target-duckdb's: the loader keeps its table as it is
+    ((feedback_id, deleted_at, last_batched),) = query(
+        db,
+        f"SELECT feedback_id, _sdc_deleted_at, "
+        f"(SELECT max(_sdc_batched_at) FROM {SCHEMA}.feedbacks) "
+        f"FROM {SCHEMA}.feedbacks WHERE _sdc_deleted_at IS NOT NULL",
+    )
+    assert feedback_id == deleted
+    # Naive, as DuckDB prints a TIMESTAMP: with an offset, DuckDB 1.2 reads it as UTC, 2.0
+    # drops the offset, so the same value would mean different instants.
+    stamped = dt.datetime.fromisoformat(deleted_at)
+    assert stamped.tzinfo is None, deleted_at
+    # Stamped after the last row was loaded, on the same clock: seconds after, not hours.
+    assert last_batched <= stamped < last_batched + dt.timedelta(minutes=10)
+
+
+def test_a_feedback_edited_during_the_reconcile_keeps_its_row(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    """Edited while the reconcile reads its project: its row stays, only the deleted one goes."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    project_id = sandbox.store.project_ids()[0]
+    reconcile_into_duckdb(tmp_path, sandbox, page_size=50)
+    deleted = sandbox.store.feedbacks(project_id)[0]["feedback_id"]
+    sandbox.store.delete_feedback(project_id, deleted)
+    feedbacks = sandbox.store.feedbacks(project_id)
+    edited = min(feedbacks, key=lambda f: f["updated_at"])["feedback_id"]
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
+    db = reconcile_into_duckdb(tmp_path, sandbox, page_size=50)
+
+    assert changed == [edited]  # the scenario happened
+    rows = query(db, f"SELECT feedback_id, status_type, _sdc_deleted_at FROM {SCHEMA}.feedbacks")
+    assert {fid for fid, _status, gone in rows if gone} == {deleted}
+    status = {fid: status for fid, status, _gone in rows}
+    assert status[edited] == sandbox.store.feedback(project_id, edited)["status_type"]

@@ -38,6 +38,18 @@ def range_requests(sandbox: Sandbox) -> list[str]:
     ]
 
 
+def chains(sandbox: Sandbox, project_id: str) -> int:
+    """Range chains started for a project: first pages, without a cursor."""
+    return sum(
+        1 for path in range_requests(sandbox) if f"/{project_id}/" in path and "after=" not in path
+    )
+
+
+def probes(sandbox: Sandbox) -> list[str]:
+    """Requests for the oldest and newest created_at: made only to split."""
+    return [path for _m, path, _s in sandbox.requests if "limit=1&" in path + "&"]
+
+
 def test_split_covers_the_span_with_contiguous_ranges_open_at_both_ends():
     parts = split("2024-01-01T00:00:00Z", "2024-01-31T00:00:00.5Z", 3)
     assert parts[0][0] is None
@@ -56,22 +68,24 @@ def test_a_large_project_is_read_as_ranges_every_feedback_once(
     ids = result.ids()
     assert len(ids) == len(set(ids))
     assert set(ids) == set(sandbox_feedbacks(sandbox))
-    large = sandbox.store.project_ids()[0]
-    pages = range_requests(sandbox)
-    assert len([path for path in pages if "after=" not in path]) == 7  # seven chains
-    assert len(pages) >= 30
+    large, small = sandbox.store.project_ids()
+    assert chains(sandbox, large) == 7
+    assert chains(sandbox, small) == 1  # too small to split, read as one range
+    assert len(range_requests(sandbox)) >= 30 + 2
     partition = result.bookmarks()[large]
     assert "resume" not in partition
     newest = max(normalize_timestamp(f["updated_at"]) for f in sandbox.store.feedbacks(large))
     assert partition["replication_key_value"] == newest
 
 
-def test_a_fast_api_keeps_one_chain_read_ahead(make_sandbox: t.Callable[..., Sandbox]):
+def test_a_fast_api_reads_one_range(make_sandbox: t.Callable[..., Sandbox]):
     """Without latency the tap's own work is the bottleneck: splitting would only cost."""
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
     result = sync(base_config(sandbox.url, page_size=100))
+    assert len(result.ids()) == len(set(result.ids())) == LARGE  # each once
     assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
-    assert not range_requests(sandbox)
+    assert chains(sandbox, sandbox.store.project_ids()[0]) == 1
+    assert probes(sandbox) == []  # one range needs no bounds
 
 
 def test_ranges_combine_with_the_filters(make_sandbox: t.Callable[..., Sandbox]):
@@ -203,3 +217,27 @@ def test_a_range_resume_point_is_checked_before_the_run():
     assert state_problem(state_with(valid)) is None
     broken = {"ranges": [{"gte": None, "lt": None, "after": 7}]}
     assert "'ranges' must be objects" in str(state_problem(state_with(broken)))
+
+
+def test_a_first_page_without_dates_moves_no_bookmark(
+    make_sandbox: t.Callable[..., Sandbox], monkeypatch: pytest.MonkeyPatch
+):
+    """The bookmark to be comes from the plain list's first page: none there, none set."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[30])
+    project_id = sandbox.store.project_ids()[0]
+    list_feedbacks = sandbox.store.list_feedbacks
+
+    def undated(*args: t.Any, **kwargs: t.Any) -> dict[str, t.Any]:
+        page = t.cast("dict[str, t.Any]", list_feedbacks(*args, **kwargs))
+        for feedback in page["feedbacks"]:
+            feedback["updated_at"] = None
+        return page
+
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", undated)
+    config = base_config(sandbox.url, page_size=10)
+    first = sync(config)
+
+    assert sorted(first.ids()) == sorted(sandbox_feedbacks(sandbox))
+    assert "replication_key_value" not in first.bookmarks()[project_id]
+    again = sync(config, state=first.state)
+    assert sorted(again.ids()) == sorted(sandbox_feedbacks(sandbox))  # read whole again

@@ -13,6 +13,7 @@ import typing as t
 
 import pytest
 
+from tap_usersnap.state import normalize_timestamp
 from tests.cli import tap_command, write_json
 from tests.helpers import base_config, parse_messages, sandbox_feedbacks, sync
 from tests.test_sync import full_table_catalog
@@ -80,10 +81,10 @@ def run_reconcile(
 
 def test_a_reconcile_that_fails_midway_activates_nothing(sandbox: Sandbox, tmp_path: Path):
     def fail_once_a_page_was_served() -> None:
-        """From the first feedback page on, every request fails: the run stops midway."""
+        """From the first page of feedback read on, every request fails: the run stops midway."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not any(
-            "/feedbacks" in path and "/count" not in path and status == 200
+            "/feedbacks/filter?" in path and status == 200
             for _, path, status in list(sandbox.requests)
         ):
             time.sleep(0.005)
@@ -251,54 +252,103 @@ def test_a_count_the_api_does_not_give_is_a_warning_not_a_failure(
 
 
 def withheld_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if "no row of feedbacks is removed, as the read" in r.msg]
+    return [
+        r for r in caplog.records if "no row of feedbacks is removed, as the read" in r.getMessage()
+    ]
+
+
+def edit_after_the_first_page(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox, project_id: str, feedback_id: str
+) -> list[str]:
+    """Edit ``feedback_id`` once the first page of feedback was served; returns it, once done."""
+    store = sandbox.store
+    changed: list[str] = []
+
+    def then_edit(serve: t.Callable[..., t.Any]) -> t.Callable[..., t.Any]:
+        def serve_then_edit(*args: t.Any, **kwargs: t.Any) -> t.Any:
+            page = serve(*args, **kwargs)
+            if not changed:
+                changed.extend(store.change_feedbacks(project_id, ids=[feedback_id]))
+            return page
+
+        return serve_then_edit
+
+    for serve in ("list_feedbacks", "filter_feedbacks"):
+        monkeypatch.setattr(store, serve, then_edit(getattr(store, serve)))
+    return changed
 
 
 def test_a_feedback_edited_during_the_reconcile_read_keeps_its_row(
-    make_sandbox: t.Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+    make_sandbox: t.Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ):
-    """Edited before its page came, it moves above the cursor: this run never reads it.
+    """Edited during the read, it keeps its place in created_at order: the read gets it.
 
-    ACTIVATE_VERSION would remove its row; the count taken before the read shows the miss.
+    In the plain list (newest updated_at first) it would move above the cursor and be
+    missed, and a feedback created between the count and the first page would balance the
+    count: read == counted, and ACTIVATE_VERSION would remove the edited row.
     """
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
     project_id = sandbox.store.project_ids()[0]
-    feedbacks = sandbox.store.feedbacks(project_id)
-    last_read = min(feedbacks, key=lambda f: f["updated_at"])["feedback_id"]
-    sandbox.faults.latency_ms = 30
-    edited = threading.Event()
+    store = sandbox.store
+    edited = min(store.feedbacks(project_id), key=lambda f: f["updated_at"])["feedback_id"]
+    created: list[str] = []
+    count = store.count
 
-    def edit_after_the_first_page() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(f"/{project_id}/feedbacks?" in path for _m, path, _s in sandbox.requests):
-                sandbox.store.change_feedbacks(project_id, ids=[last_read])
-                edited.set()
-                return
-            time.sleep(0.005)
+    def count_then_create(project: str) -> int:
+        """The count is taken, then a feedback is created: before the first page."""
+        counted = count(project)
+        if not created:
+            created.extend(store.add_feedbacks(project, 1))
+        return counted
 
-    editor = threading.Thread(target=edit_after_the_first_page)
-    editor.start()
+    monkeypatch.setattr(store, "count", count_then_create)
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
     config = reconcile_config(sandbox, page_size=50)
     result = sync(config, catalog=full_table_catalog(config))
-    editor.join()
 
-    assert edited.is_set()
-    assert last_read not in result.ids()  # the scenario happened: missed in this run
-    assert len(set(result.ids())) == len(feedbacks) - 1
-    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS - {"feedbacks"}
-    (warning,) = withheld_warnings(caplog)
-    assert warning.levelno == logging.WARNING
-    assert f"project {project_id}: read 299 of 300" in warning.getMessage()
-    assert "Run the reconcile again" in warning.getMessage()
-
-    sandbox.faults.latency_ms = 0
-    caplog.clear()
-    again = sync(config, catalog=full_table_catalog(config))
-
-    assert last_read in again.ids()
-    assert {stream for _, stream, _ in activations(again.messages)} == STREAMS
+    assert created  # the scenario happened
+    assert changed == [edited]
+    ids = result.ids()
+    assert len(ids) == len(set(ids)) == 301  # every feedback once: read one more than counted
+    assert set(ids) == set(sandbox_feedbacks(sandbox))
+    (record,) = [r for r in result.records["feedbacks"] if r["feedback_id"] == edited]
+    assert record["updated_at"] == normalize_timestamp(
+        store.feedback(project_id, edited)["updated_at"]
+    )
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS
     assert withheld_warnings(caplog) == []
+
+
+def test_a_reconcile_under_start_date_reads_whole_and_keeps_a_row_edited_meanwhile(
+    make_sandbox: t.Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """start_date limits what is sent, not what is read: a chain down to it misses an edit."""
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    project_id = sandbox.store.project_ids()[0]
+    by_age = sorted(
+        sandbox.store.feedbacks(project_id), key=lambda f: normalize_timestamp(f["updated_at"])
+    )
+    start_date = normalize_timestamp(by_age[150]["updated_at"])
+    edited = by_age[150]["feedback_id"]  # the last one a chain down to start_date reads
+    changed = edit_after_the_first_page(monkeypatch, sandbox, project_id, edited)
+    config = reconcile_config(sandbox, page_size=50, start_date=start_date)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert changed == [edited]  # the scenario happened
+    ids = result.ids()
+    assert len(ids) == len(set(ids))
+    assert set(ids) == {
+        f["feedback_id"]
+        for f in sandbox.store.feedbacks(project_id)
+        if normalize_timestamp(f["updated_at"]) >= t.cast("str", start_date)
+    }
+    assert edited in ids
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS
+    assert withheld_warnings(caplog) == []  # every feedback read: 300 of 300
 
 
 @pytest.mark.parametrize(
@@ -341,3 +391,46 @@ def test_an_empty_project_list_activates_nothing(
     assert activations(result.messages) == []
     (warning,) = [r for r in caplog.records if "listed no project" in r.getMessage()]
     assert warning.levelno == logging.WARNING
+
+
+def test_a_project_listed_without_api_key_withholds_the_activation_of_its_lists(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    """Its assignees and metrics cannot be asked for: ACTIVATE_VERSION would remove their rows."""
+    keyless = sandbox.store.project_ids()[1]
+    sandbox.faults.update({"no_api_key_project": keyless})
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert {stream for _, stream, _ in activations(result.messages)} == {"projects", "feedbacks"}
+    for stream in ("project_assignees", "project_metrics"):
+        listed = {record["project_id"] for record in result.records[stream]}
+        assert listed == set(sandbox.store.project_ids()) - {keyless}
+    (warning,) = [r for r in caplog.records if "Reconcile: no row of" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    assert "no row of project_assignees, project_metrics is removed" in warning.getMessage()
+    assert f"project {keyless} is listed without api_key" in warning.getMessage()
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))  # its feedback is read by id
+
+
+def test_a_project_list_that_says_has_more_activates_nothing(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """GET /projects has no pagination: projects past its first answer would lose their rows."""
+    list_projects = sandbox._routes[("GET",)]
+
+    def more_than_listed(call: t.Any) -> tuple[int, t.Any]:
+        status, data = list_projects(call)
+        return status, {**data, "has_more": True}
+
+    monkeypatch.setitem(sandbox._routes, ("GET",), more_than_listed)
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
+    assert activations(result.messages) == []
+    (warning,) = [r for r in caplog.records if "Reconcile: no row of" in r.getMessage()]
+    assert warning.levelno == logging.WARNING
+    for stream in STREAMS:
+        assert stream in warning.getMessage()
+    assert "GET /projects listed only its first 3 projects" in warning.getMessage()

@@ -30,7 +30,7 @@ PROGRESS = re.compile(
 )
 ENDPOINTS = {
     "projects": re.compile(r"^/v0\.1/projects$"),
-    "feedbacks": re.compile(r"^/v0\.1/projects/[^/]+/feedbacks(/count)?(\?.*)?$"),
+    "feedbacks": re.compile(r"^/v0\.1/projects/[^/]+/feedbacks(/filter)?(/count)?(\?.*)?$"),
     "project_assignees": re.compile(r"^/v0\.1/projects/[^/]+/assignees$"),
     "project_metrics": re.compile(r"^/v0\.1/projects/[^/]+/metrics$"),
 }

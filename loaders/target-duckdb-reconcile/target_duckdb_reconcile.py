@@ -47,8 +47,15 @@ def table_name(config: dict[str, t.Any], stream: str) -> str:
 def remove_unsent(
     config: dict[str, t.Any], streams: t.Iterable[str], started: dt.datetime
 ) -> dict[str, int]:
-    """Rows of ``streams`` the run did not send: soft-deleted, or deleted with hard_delete."""
+    """Rows of ``streams`` the run did not send: soft-deleted, or deleted with hard_delete.
+
+    ``_sdc_deleted_at`` is target-duckdb's column (text): it gets the loader's local time,
+    naive, as DuckDB prints a timestamp, the kind of ``_sdc_batched_at`` next to it. DuckDB's
+    ``now()`` would be an instant with an offset: a cast to TIMESTAMP makes it UTC, hours
+    away from ``_sdc_batched_at`` on a machine not on UTC.
+    """
     removed = {}
+    deleted_at = dt.datetime.now()  # as target-duckdb stamps _sdc_batched_at
     hard = bool(config.get("hard_delete"))
     unsent = "_sdc_batched_at < ?" + ("" if hard else " AND _sdc_deleted_at IS NULL")
     with duckdb.connect(config["filepath"]) as con:
@@ -64,7 +71,11 @@ def remove_unsent(
             if hard:
                 con.execute(f"DELETE FROM {table} WHERE {unsent}", [started])
             else:
-                con.execute(f"UPDATE {table} SET _sdc_deleted_at = now() WHERE {unsent}", [started])
+                con.execute(
+                    f"UPDATE {table} SET _sdc_deleted_at = CAST(CAST(? AS TIMESTAMP) AS VARCHAR) "
+                    f"WHERE {unsent}",
+                    [deleted_at, started],
+                )
     return removed
 
 

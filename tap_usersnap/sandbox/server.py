@@ -76,6 +76,9 @@ class Faults:
     # GET /projects leaves this project out (deleted, or access removed): it is not refused,
     # it is no longer there.
     hide_project: str | None = None
+    # GET /projects lists this project without its api_key: its assignees and metrics,
+    # addressed by api_key, cannot be asked for.
+    no_api_key_project: str | None = None
     # The feedback count endpoints answer this many more than the project lists, as when
     # feedback is created just after a read.
     count_offset: int = 0
@@ -104,7 +107,12 @@ class Faults:
         for name, value in values.items():
             if name not in known:
                 raise validation_error(name, "unknown fault field")
-            if name in {"refuse_project", "hide_project", "retry_after"} and isinstance(value, str):
+            if name in {
+                "refuse_project",
+                "hide_project",
+                "no_api_key_project",
+                "retry_after",
+            } and isinstance(value, str):
                 pass
             elif value is not None and (
                 isinstance(value, bool) or not isinstance(value, int | float)
@@ -551,6 +559,9 @@ class Sandbox:
     def _projects(self, _call: _Call) -> tuple[int, Any]:
         hidden = self.faults.hide_project
         projects = [p for p in self.store.projects() if p["project_id"] != hidden]
+        for project in projects:
+            if project["project_id"] == self.faults.no_api_key_project:
+                del project["api_key"]
         return 200, {"has_more": False, "count": len(projects), "projects": projects}
 
     def _list(self, call: _Call) -> tuple[int, Any]:
