@@ -23,15 +23,14 @@ if t.TYPE_CHECKING:
 SETTING = "emit_activate_version_messages"
 
 
+def reconciled(stream: Stream) -> bool:
+    """Whether an ACTIVATE_VERSION may follow this stream's read: its rows not sent go."""
+    return bool(stream.config.get(SETTING)) and stream.replication_method == REPLICATION_FULL_TABLE
+
+
 def reconciled_streams(tap: Tap) -> list[Stream]:
     """The selected streams this run reads whole: the ones an ACTIVATE_VERSION may cover."""
-    if not tap.config.get(SETTING):
-        return []
-    return [
-        stream
-        for stream in tap.streams.values()
-        if stream.selected and stream.replication_method == REPLICATION_FULL_TABLE
-    ]
+    return [stream for stream in tap.streams.values() if stream.selected and reconciled(stream)]
 
 
 def run_version(tap: Tap) -> int:

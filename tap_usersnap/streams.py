@@ -33,7 +33,7 @@ from tap_usersnap.ranges import (
     full_read,
     read_ranges,
 )
-from tap_usersnap.reconcile import warn_of_projects_gone
+from tap_usersnap.reconcile import reconciled, warn_of_projects_gone
 from tap_usersnap.state import RESUME_KEY, filters_fingerprint, normalize_timestamp, rescope
 
 if sys.version_info >= (3, 12):
@@ -463,8 +463,8 @@ class FeedbacksStream(PerProjectStream):
     def fetcher(self, context: Context) -> Callable[[], Iterable[t.Any]]:
         """Pages from the starting point, decided now: the worker reads no state.
 
-        FULL_TABLE reads the whole project even under ``start_date`` (which then only limits
-        what is sent): a chain down to it would miss what is edited during the read, and a
+        A reconcile reads the whole project even under ``start_date`` (which then only limits
+        what is sent): a chain down to it would miss what is edited during the read, and the
         reconcile would remove its row.
         """
         start = self.starting_point(context)
@@ -472,9 +472,7 @@ class FeedbacksStream(PerProjectStream):
         if start.range_read:
             resume = copy.deepcopy(start.range_read)  # the state stays the consumer's
             return lambda: read_ranges(self, context, resume, slots)
-        if self.replication_method != REPLICATION_INCREMENTAL or (
-            start.floor is None and start.after is None
-        ):
+        if reconciled(self) or (start.floor is None and start.after is None):
             return lambda: full_read(self, context, slots)
         return lambda: self.pages(context, start.floor, start.after)
 

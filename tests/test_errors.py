@@ -293,23 +293,20 @@ def patch_pages(
     monkeypatch: pytest.MonkeyPatch,
     bend: t.Callable[[int, str | None, dict[str, t.Any]], None],
 ) -> list[str | None]:
-    """Let ``bend(call_number, after, data)`` change the pages of a full read.
+    """Let ``bend(call_number, after, data)`` change the feedback pages the sandbox serves.
 
-    A read of more than a page goes in created_at order, from the filter endpoint.
-    Returns the ``after`` of every such request, in order.
+    Returns the ``after`` of every list request, in order.
     """
-    filter_feedbacks = sandbox.store.filter_feedbacks
+    list_feedbacks = sandbox.store.list_feedbacks
     cursors_sent: list[str | None] = []
 
-    def bent(
-        project_id: str, body: t.Any, limit: int, after: str | None, before: str | None
-    ) -> t.Any:
-        data = filter_feedbacks(project_id, body, limit, after, before)
+    def bent(project_id: str, limit: int, after: str | None, before: str | None) -> t.Any:
+        data = list_feedbacks(project_id, limit, after, before)
         cursors_sent.append(after)
         bend(len(cursors_sent), after, data)
         return data
 
-    monkeypatch.setattr(sandbox.store, "filter_feedbacks", bent)
+    monkeypatch.setattr(sandbox.store, "list_feedbacks", bent)
     return cursors_sent
 
 
@@ -343,8 +340,7 @@ def test_a_page_whose_cursor_is_its_own_is_retried_then_fails_naming_the_path(
 
     cursors_sent = patch_pages(sandbox, monkeypatch, the_same_cursor_again)
     with pytest.raises(
-        RetriesExhaustedError,
-        match=r"cursor this page was asked for.* POST /v0\.1/projects/\S+/feedbacks/filter",
+        RetriesExhaustedError, match=r"cursor this page was asked for.* GET /v0\.1/projects/"
     ):
         sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
     assert len(cursors_sent) == 2 + FAST_RETRIES["max_retries"]
@@ -363,7 +359,7 @@ def test_cursors_that_lead_back_to_a_page_already_read_fail_naming_the_path(
             data["next"] = {"after": first_cursor[0]}
 
     cursors_sent = patch_pages(sandbox, monkeypatch, back_to_page_two)
-    with pytest.raises(PaginationLoopError, match=r"POST /v0\.1/projects/\S+/feedbacks/filter: "):
+    with pytest.raises(PaginationLoopError, match=r"GET /v0\.1/projects/\S+/feedbacks: .*"):
         sync(base_config(sandbox.url, page_size=10, **FAST_RETRIES))
     assert len(cursors_sent) == 3
 

@@ -9,6 +9,8 @@ import time
 import typing as t
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from tap_usersnap.ranges import split
 from tap_usersnap.sandbox import store as sandbox_store
 from tap_usersnap.sandbox.timestamps import real_now_us
@@ -16,11 +18,10 @@ from tap_usersnap.state import normalize_timestamp, state_problem
 from tests.cli import run_tap
 from tests.helpers import base_config, sandbox_feedbacks, sync
 from tests.test_resume import run_and_kill
+from tests.test_sync import full_table_catalog
 
 if t.TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
     from tap_usersnap.sandbox import Sandbox
 
@@ -70,7 +71,7 @@ def test_a_large_project_is_read_as_ranges_every_feedback_once(
     assert set(ids) == set(sandbox_feedbacks(sandbox))
     large, small = sandbox.store.project_ids()
     assert chains(sandbox, large) == 7
-    assert chains(sandbox, small) == 1  # too small to split, read as one range
+    assert chains(sandbox, small) == 0  # too small to split: the plain list, one chain
     assert len(range_requests(sandbox)) >= 30 + 2
     partition = result.bookmarks()[large]
     assert "resume" not in partition
@@ -78,14 +79,28 @@ def test_a_large_project_is_read_as_ranges_every_feedback_once(
     assert partition["replication_key_value"] == newest
 
 
-def test_a_fast_api_reads_one_range(make_sandbox: t.Callable[..., Sandbox]):
-    """Without latency the tap's own work is the bottleneck: splitting would only cost."""
+@pytest.mark.parametrize(
+    ("reconcile", "filter_chains"),
+    [(False, 0), (True, 1)],
+    ids=["first-sync-reads-the-plain-list", "reconcile-reads-one-created-at-range"],
+)
+def test_a_fast_api_reads_one_chain(
+    make_sandbox: t.Callable[..., Sandbox], reconcile: bool, filter_chains: int
+):
+    """Without latency the tap's own work is the bottleneck: splitting would only cost.
+
+    A reconcile reads that chain in created_at order, where an edit moves nothing; other
+    full reads take the plain list, whose paging is the documented one.
+    """
     sandbox = make_sandbox(projects=1, feedbacks_per_project=[LARGE])
-    result = sync(base_config(sandbox.url, page_size=100))
+    config = base_config(sandbox.url, page_size=100, emit_activate_version_messages=reconcile)
+    result = sync(config, catalog=full_table_catalog(config) if reconcile else None)
     assert len(result.ids()) == len(set(result.ids())) == LARGE  # each once
     assert set(result.ids()) == set(sandbox_feedbacks(sandbox))
-    assert chains(sandbox, sandbox.store.project_ids()[0]) == 1
+    assert chains(sandbox, sandbox.store.project_ids()[0]) == filter_chains
     assert probes(sandbox) == []  # one range needs no bounds
+    plain = [path for _m, path, _s in sandbox.requests if "/feedbacks?" in path]
+    assert len(plain) == (1 if reconcile else 30)  # the bookmark's first page, or every page
 
 
 def test_ranges_combine_with_the_filters(make_sandbox: t.Callable[..., Sandbox]):

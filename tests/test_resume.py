@@ -29,13 +29,6 @@ if t.TYPE_CHECKING:
     from tap_usersnap.sandbox import Sandbox
 
 
-def cursors(resume: dict[str, t.Any]) -> list[str]:
-    """The feedbacks a resume point names: a chain's cursor, or each range's."""
-    if "ranges" in resume:
-        return [part["after"] for part in resume["ranges"] if part["after"]]
-    return [resume["after"]]
-
-
 @dataclass
 class Run:
     records: list[dict[str, t.Any]] = field(default_factory=list)
@@ -82,16 +75,14 @@ def test_resume_continues_inside_the_interrupted_project(
     killed = run_and_kill(tmp_path, config, None, kill_after=1000)
     assert not killed.finished
     partition = killed.state["bookmarks"]["feedbacks"]["partitions"][0]
-    (part,) = partition["resume"]["ranges"]  # a full read is one created_at range
-    assert (part["gte"], part["lt"]) == (None, None)
-    assert part["after"] in {record["feedback_id"] for record in killed.records}
+    assert partition["resume"]["after"]
     assert "replication_key_value" not in partition  # no bookmark before the project is done
 
     sandbox.reset_requests()
     code, resumed = run_tap(tmp_path, config, state=killed.state)
     assert code == 0
     first_request = next(p for _m, p, _s in sandbox.requests if "/feedbacks" in p)
-    assert f"/feedbacks/filter?limit=50&after={part['after']}" in first_request
+    assert f"after={partition['resume']['after']}" in first_request
     delivered = [r["feedback_id"] for r in killed.records + resumed.records["feedbacks"]]
     assert set(delivered) == set(sandbox_feedbacks(sandbox))
     assert len(delivered) <= 2000 + 2 * 50 + len(killed.records) - 1000
@@ -161,7 +152,7 @@ def test_a_refused_resume_cursor_restarts_the_project(
     project_id = sandbox.store.project_ids()[0]
     config = base_config(sandbox.url, page_size=50)
     killed = run_and_kill(tmp_path, config, None, kill_after=220)
-    (cursor,) = cursors(killed.state["bookmarks"]["feedbacks"]["partitions"][0]["resume"])
+    cursor = killed.state["bookmarks"]["feedbacks"]["partitions"][0]["resume"]["after"]
     sandbox.store.delete_feedback(project_id, cursor)
     code, resumed = run_tap(tmp_path, config, state=killed.state)
     assert code == 0
@@ -304,19 +295,16 @@ def test_the_resume_point_names_only_written_records_at_every_instant(
     context = {"project_id": project_id}
     state = stream.get_context_state(context)
     written: dict[str, str] = {}
-    newest = last = None
     for record in stream.get_records(context):
         # Suspended at the yield: ``record`` is not written yet.
         resume = state.get(RESUME_KEY)
         if written:
             assert resume is not None
-            assert cursors(resume) == [last]
-            assert resume["newest"] == newest  # the first page's: read before the range
-        elif resume is not None:  # a range read: no cursor yet
-            assert cursors(resume) == []
-            newest = resume["newest"]
+            assert resume["after"] in written
+            assert resume["newest"] == max(written.values())
+        else:
+            assert resume is None
         written[record["feedback_id"]] = record["updated_at"]
-        last = record["feedback_id"]
     assert len(written) == len(sandbox.store.feedbacks(project_id))
     assert RESUME_KEY not in state  # the project is done
 
@@ -343,7 +331,7 @@ def test_a_project_that_keeps_refusing_cursors_fails_after_bounded_restarts(
     sandbox.faults.delete_cursors = 1000  # every cursor is gone by the time it is used
     code, result = run_tap(tmp_path, base_config(sandbox.url, page_size=10))
     first_pages = [
-        path for _m, path, _s in sandbox.requests if path.endswith("/feedbacks/filter?limit=10")
+        path for _m, path, _s in sandbox.requests if path.endswith("/feedbacks?limit=10")
     ]
     assert len(first_pages) == 1 + MAX_CURSOR_RESTARTS
     assert code == 1
@@ -401,7 +389,7 @@ def test_a_refused_project_leaves_the_others_synced_and_its_bookmark_unmoved(
     assert partition["replication_key_value"] == first.bookmarks()[refused]["replication_key_value"]
     assert "progress_markers" not in partition
     if resume := partition.get(RESUME_KEY):
-        assert set(cursors(resume)) <= set(second.ids())
+        assert resume["after"] in second.ids()
 
     sandbox.faults.refuse_project = None
     code, third = run_tap(tmp_path, config, state=second.state)
@@ -487,9 +475,7 @@ def test_a_signal_mid_message_completes_it_then_writes_the_last_state(
         if m["type"] == "RECORD" and m["stream"] == "feedbacks"
     ]
     partitions = messages[-1]["value"].get("bookmarks", {}).get("feedbacks", {}).get("partitions")
-    resumes = [
-        after for p in partitions or [] if RESUME_KEY in p for after in cursors(p[RESUME_KEY])
-    ]
+    resumes = [p[RESUME_KEY]["after"] for p in partitions or [] if RESUME_KEY in p]
     assert set(resumes) <= set(written)
     if resumes:
         # Up to date: the last record written, or the one before if the signal came while
