@@ -24,6 +24,7 @@ if t.TYPE_CHECKING:
     from singer_sdk.helpers.types import Context
 
     from tap_usersnap.run_report import StreamReport
+    from tap_usersnap.tap import TapUsersnap
 
 
 COUNT_SCHEMA = {"type": "object", "properties": {"total_count": {"type": "integer"}}}
@@ -101,3 +102,32 @@ def check_count(
         counted,
     )
     return f"project {project_id}: read {read} of {counted}"
+
+
+def check_projects_read(tap: TapUsersnap) -> None:
+    """Name the per-project streams that read fewer projects than ``GET /projects`` listed.
+
+    The SDK syncs no child of a project record that a stream map filters or removes
+    (``projects: null``, a ``__filter__``): that project's lists are not read, the run still
+    ends well, and a reconcile would remove their rows. Such reads count as incomplete.
+    """
+    listed = tap.run_report.projects_total
+    if not listed:
+        return
+    short = {
+        stream.name: f"read {stream.stream_report.projects} of the {listed} projects listed"
+        for stream in tap.streams.values()
+        if isinstance(stream, UsersnapStream)
+        and stream.parent_stream_type is not None
+        and stream.selected
+        and stream.stream_report.projects < listed
+    }
+    for name, why in short.items():
+        tap.incomplete_reads.setdefault(name, {})["projects"] = why
+    if short:
+        tap.logger.warning(
+            "%s: a stream map that filters or removes the projects stream (such as "
+            "'projects: null') also skips their lists. To leave the projects stream out, "
+            "deselect it instead",
+            "; ".join(f"{name} {why}" for name, why in short.items()),
+        )

@@ -21,6 +21,7 @@ from tap_usersnap.cli import (
     checked_file,
     config_error,
 )
+from tap_usersnap.completeness import check_projects_read
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.ranges import RANGES_PER_CONCURRENCY
@@ -278,6 +279,7 @@ class TapUsersnap(Tap):
                 f"everything else. Check access to them: {reasons}"
             )
             raise UsersnapError(msg)
+        check_projects_read(self)
         activate_version(self)
 
     @override

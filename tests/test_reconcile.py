@@ -434,3 +434,38 @@ def test_a_project_list_that_says_has_more_activates_nothing(
     for stream in STREAMS:
         assert stream in warning.getMessage()
     assert "GET /projects listed only its first 3 projects" in warning.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("projects_map", "read"),
+    [(None, 0), ({"__filter__": "project_id != '{skipped}'"}, 2)],
+    ids=["projects-removed", "one-project-filtered"],
+)
+def test_a_stream_map_on_projects_withholds_the_activation_of_the_lists_it_skips(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture, projects_map: t.Any, read: int
+):
+    """The SDK syncs no list of a project record a stream map drops: none of them is whole."""
+    skipped = sandbox.store.project_ids()[0]
+    if projects_map is not None:
+        projects_map = {"__filter__": projects_map["__filter__"].format(skipped=skipped)}
+    config = reconcile_config(sandbox, stream_maps={"projects": projects_map})
+    result = sync(config, catalog=full_table_catalog(config))
+
+    read_projects = {record["project_id"] for record in result.records.get("feedbacks", [])}
+    assert len(read_projects) == read  # the SDK's doing
+    assert skipped not in read_projects
+    activated = {stream for _, stream, _ in activations(result.messages)}
+    assert activated == ({"projects"} if read else set())  # a removed stream has no table
+    (warning,) = [r for r in caplog.records if "stream map that filters" in r.getMessage()]
+    assert f"feedbacks read {read} of the 3 projects listed" in warning.getMessage()
+    assert "no row of feedbacks, project_assignees, project_metrics is removed" in caplog.text
+
+
+def test_without_stream_maps_every_list_reads_every_project(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+):
+    result = sync(base_config(sandbox.url))
+    assert {r["project_id"] for r in result.records["project_metrics"]} == set(
+        sandbox.store.project_ids()
+    )
+    assert "stream map that filters" not in caplog.text
