@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import random
 import sys
 import typing as t
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import backoff
 import requests
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers.conform import TypeConformanceLevel
 
 from tap_usersnap.envelope import (
@@ -27,6 +26,7 @@ from tap_usersnap.envelope import (
     payload,
 )
 from tap_usersnap.errors import UsersnapError
+from tap_usersnap.logs import REPORTED_BY_THE_CLI
 from tap_usersnap.projection import Projection
 from tap_usersnap.run_report import RunReportingStream
 from tap_usersnap.transport import PROXY_VARIABLES, connect_failure, origin
@@ -61,9 +61,6 @@ RETRIED_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-# The SDK logs this at ERROR for any exception leaving a stream, even for the ends of
-# its own dry run (``--test``); the CLI reports an expected failure itself, once.
-_SDK_SYNC_FAILURE = "An unhandled error occurred while syncing"
 
 
 class UsersnapAPIError(UsersnapError, FatalAPIError):
@@ -92,20 +89,6 @@ class SharedByStreams(t.Protocol):
     refused_projects: dict[str, dict[str, str]]
     #: Full reads that delivered fewer feedbacks than the API counted, by project id: why.
     incomplete_reads: dict[str, str]
-
-
-class _ReportedByTheCLI(logging.Filter):
-    """Drops the SDK's "unhandled error" line for an expected failure or a dry run's end."""
-
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            str(record.msg).startswith(_SDK_SYNC_FAILURE)
-            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal)
-        )
-
-
-_REPORTED_BY_THE_CLI = _ReportedByTheCLI()
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -141,7 +124,7 @@ class UsersnapStream(RunReportingStream):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self.logger.addFilter(_REPORTED_BY_THE_CLI)
+        self.logger.addFilter(REPORTED_BY_THE_CLI)
 
     @property
     def usersnap_tap(self) -> SharedByStreams:
