@@ -21,7 +21,7 @@ from tap_usersnap.cli import (
     checked_file,
     config_error,
 )
-from tap_usersnap.errors import UsersnapError
+from tap_usersnap.errors import Interrupted, UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.ranges import RANGES_PER_CONCURRENCY
 from tap_usersnap.reconcile import SETTING as RECONCILE_SETTING
@@ -35,7 +35,7 @@ from tap_usersnap.streams import (
     ProjectsStream,
 )
 from tap_usersnap.transport import RateLimitGate, shared_session
-from tap_usersnap.writer import Interrupted, UsersnapMessageWriter
+from tap_usersnap.writer import UsersnapMessageWriter
 
 if t.TYPE_CHECKING:
     import requests
@@ -199,10 +199,7 @@ class TapUsersnap(Tap):
             state = checked_file(state, state_problem, "'--state'")
         if catalog is not None:
             catalog = checked_file(catalog, catalog_problem, "'--catalog'")
-        try:
-            super().invoke(state=state, catalog=catalog, **kwargs)
-        except Interrupted as stop:
-            sys.exit(128 + stop.signum)  # what a shell reports for a process a signal ended
+        super().invoke(state=state, catalog=catalog, **kwargs)
 
     @override
     @classmethod
@@ -347,7 +344,3 @@ class TapUsersnap(Tap):
             pool_size=self.prefetcher.workers
             + RANGES_PER_CONCURRENCY * self.config["max_concurrency"],
         )
-
-
-if __name__ == "__main__":
-    TapUsersnap.cli()
