@@ -20,6 +20,8 @@ from tap_usersnap.cli import (
     check_config_file,
     checked_file,
     config_error,
+    unknown_boolean,
+    unreadable_variable,
 )
 from tap_usersnap.errors import Interrupted, UsersnapError
 from tap_usersnap.prefetch import Prefetcher
@@ -221,12 +223,19 @@ class TapUsersnap(Tap):
         self.refused_projects: dict[str, dict[str, str]] = {}
         #: Full reads that delivered fewer feedbacks than the API counted: no reconcile of them.
         self.incomplete_reads: dict[str, str] = {}
+        env_prefix = self._env_var_prefix if kwargs.get("parse_env_config") else None
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
-            raise config_error(exc.errors, self.config_jsonschema) from None
+            raise config_error(exc.errors, self.config_jsonschema, env_prefix) from None
+        except ValueError:  # the SDK's reading of a variable (--config ENV), naming neither
+            if env_prefix and (error := unreadable_variable(self.config_jsonschema, env_prefix)):
+                raise error from None
+            raise
+        if env_prefix and (error := unknown_boolean(self.config_jsonschema, env_prefix)):
+            raise error
         if errors := self._semantic_config_errors():
-            raise config_error(errors, self.config_jsonschema)
+            raise config_error(errors, self.config_jsonschema, env_prefix)
 
     def _semantic_config_errors(self) -> list[str]:
         """What JSON Schema cannot check: a start_date that matches the pattern but is no date."""
