@@ -88,6 +88,9 @@ def check_config_file(path: str) -> None:
     except OSError as exc:
         msg = f"Cannot read the config file {path} ({exc.strerror or exc}): check --config"
         raise ConfigError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"The config file {path} is not {_utf8_problem(exc)}: save it so, or check --config"
+        raise ConfigError(msg) from None
     try:
         settings = json.loads(text)
     except ValueError as exc:
@@ -98,8 +101,12 @@ def check_config_file(path: str) -> None:
         raise ConfigError(msg)
 
 
-def catalog_problem(text: str) -> str | None:
-    """What makes ``text`` no Singer catalog the SDK can read, if anything."""
+def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
+    """What makes ``text`` no Singer catalog of the ``known`` streams, if anything.
+
+    The SDK skips a stream it does not know: a catalog of none would sync nothing, and
+    end well.
+    """
     try:
         catalog = json.loads(text)
     except ValueError as exc:
@@ -116,6 +123,11 @@ def catalog_problem(text: str) -> str | None:
             "not a Singer catalog: expected an object with a 'streams' list of objects, "
             "each with a 'tap_stream_id', a 'schema' object and a 'metadata' list"
         )
+    if unknown := [s["tap_stream_id"] for s in streams if s["tap_stream_id"] not in known]:
+        return (
+            f"no stream of this tap is called {', '.join(map(repr, unknown))} (it has "
+            f"{', '.join(known)}): use a catalog of --discover"
+        )
     return None
 
 
@@ -127,10 +139,20 @@ def checked_file(
     Raises:
         click.BadParameter: naming the option, the file and the problem.
     """
-    text = file.read()
-    if problem := problem_of(text):
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:
+        problem: str | None = f"not {_utf8_problem(exc)}"
+    else:
+        problem = problem_of(text)
+    if problem:
         raise click.BadParameter(f"{getattr(file, 'name', '?')!r}: {problem}", param_hint=option)
     return io.StringIO(text)
+
+
+def _utf8_problem(error: UnicodeDecodeError) -> str:
+    """Why a file is no text: where, and never what (a secret's bytes may be there)."""
+    return f"UTF-8 text (byte {error.start} cannot be read)"
 
 
 def config_error(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import typing as t
-from functools import cached_property
+from functools import cached_property, partial
 
 import click
 from singer_sdk import Stream, Tap
@@ -50,6 +50,12 @@ else:
 if t.TYPE_CHECKING:
     from types import FrameType
 
+STREAM_TYPES = (
+    ProjectsStream,
+    FeedbacksStream,
+    ProjectAssigneesStream,
+    ProjectMetricsStream,
+)
 FILTER_TYPES = [
     "assignee",
     "created_at",
@@ -200,7 +206,8 @@ class TapUsersnap(Tap):
         if state is not None:
             state = checked_file(state, state_problem, "'--state'")
         if catalog is not None:
-            catalog = checked_file(catalog, catalog_problem, "'--catalog'")
+            known = [stream_type.name for stream_type in STREAM_TYPES]
+            catalog = checked_file(catalog, partial(catalog_problem, known=known), "'--catalog'")
         super().invoke(state=state, catalog=catalog, **kwargs)
 
     @override
@@ -288,12 +295,7 @@ class TapUsersnap(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return [
-            ProjectsStream(self),
-            FeedbacksStream(self),
-            ProjectAssigneesStream(self),
-            ProjectMetricsStream(self),
-        ]
+        return [stream_type(self) for stream_type in STREAM_TYPES]
 
     @cached_property
     def authenticator(self) -> UsersnapJWTAuthenticator:
