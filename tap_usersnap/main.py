@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 import sys
-from types import FrameType  # noqa: TC003  # signal loads it anyway; typing would not be
+from types import FrameType  # noqa: TC003  # cheap: signal loads it; typing would not be
 
 from tap_usersnap.errors import Interrupted
 
