@@ -65,7 +65,6 @@ def test_a_signal_while_starting_ends_the_command_quietly(
             process.send_signal(signum)
             stderr = printed + process.stderr.read()
         assert process.returncode == 128 + signum, (instant, stderr)
-        assert "Traceback" not in stderr, (instant, stderr)
-        assert "ERROR" not in stderr, (instant, stderr)
-        if instant != FIRST_LINE:
-            assert len(stderr.splitlines()) <= 1, (instant, stderr)
+        # Nothing but the tap's own progress, however far it got: no traceback, no
+        # "Aborted!", no ERROR line.
+        assert all(" | INFO " in line for line in stderr.splitlines()), (instant, stderr)
