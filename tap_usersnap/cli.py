@@ -11,11 +11,14 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 import typing as t
 from pathlib import Path
 
 import click
+from singer_sdk.configuration._dict_config import TRUTHY, parse_environment_config
+from singer_sdk.helpers._typing import is_boolean_type
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_usersnap.errors import UsersnapError
@@ -24,6 +27,9 @@ if sys.version_info >= (3, 12):
     from typing import override
 else:
     from typing_extensions import override
+
+#: What the SDK reads as false from a variable; it reads any value it does not know so too.
+FALSY = ("false", "0", "no", "off")
 
 
 class ConfigError(UsersnapError):
@@ -82,6 +88,9 @@ def check_config_file(path: str) -> None:
     except OSError as exc:
         msg = f"Cannot read the config file {path} ({exc.strerror or exc}): check --config"
         raise ConfigError(msg) from None
+    except UnicodeDecodeError as exc:
+        msg = f"The config file {path} is not {_utf8_problem(exc)}: save it so, or check --config"
+        raise ConfigError(msg) from None
     try:
         settings = json.loads(text)
     except ValueError as exc:
@@ -92,8 +101,12 @@ def check_config_file(path: str) -> None:
         raise ConfigError(msg)
 
 
-def catalog_problem(text: str) -> str | None:
-    """What makes ``text`` no Singer catalog the SDK can read, if anything."""
+def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
+    """What makes ``text`` no Singer catalog of the ``known`` streams, if anything.
+
+    The SDK skips a stream it does not know: a catalog of none would sync nothing, and
+    end well.
+    """
     try:
         catalog = json.loads(text)
     except ValueError as exc:
@@ -110,6 +123,11 @@ def catalog_problem(text: str) -> str | None:
             "not a Singer catalog: expected an object with a 'streams' list of objects, "
             "each with a 'tap_stream_id', a 'schema' object and a 'metadata' list"
         )
+    if unknown := [s["tap_stream_id"] for s in streams if s["tap_stream_id"] not in known]:
+        return (
+            f"no stream of this tap is called {', '.join(map(repr, unknown))} (it has "
+            f"{', '.join(known)}): use a catalog of --discover"
+        )
     return None
 
 
@@ -121,33 +139,88 @@ def checked_file(
     Raises:
         click.BadParameter: naming the option, the file and the problem.
     """
-    text = file.read()
-    if problem := problem_of(text):
+    try:
+        text = file.read()
+    except UnicodeDecodeError as exc:
+        problem: str | None = f"not {_utf8_problem(exc)}"
+    else:
+        problem = problem_of(text)
+    if problem:
         raise click.BadParameter(f"{getattr(file, 'name', '?')!r}: {problem}", param_hint=option)
     return io.StringIO(text)
 
 
-def config_error(errors: list[str], config_jsonschema: dict[str, t.Any]) -> ConfigError:
+def _utf8_problem(error: UnicodeDecodeError) -> str:
+    """Why a file is no text: where, and never what (a secret's bytes may be there)."""
+    return f"UTF-8 text (byte {error.start} cannot be read)"
+
+
+def config_error(
+    errors: list[str], config_jsonschema: dict[str, t.Any], env_prefix: str | None = None
+) -> ConfigError:
     """One line for every problem with the settings; a secret's value is never shown.
 
     ``errors`` are the SDK's messages (``... in config['name']``), which quote the value.
+    With ``--config ENV`` (``env_prefix``), a setting read from a variable names it.
     """
     properties = config_jsonschema.get("properties", {})
-    secrets = [name for name, schema in properties.items() if schema.get("secret")]
     problems = []
     for error in errors:
-        secret = next((name for name in secrets if f"config[{name!r}]" in error), None)
-        if secret is not None:
+        name = next((name for name in properties if f"config[{name!r}]" in error), None)
+        if name is not None and properties[name].get("secret"):
             error = (
-                f"config[{secret!r}] must be {_expected(properties[secret])} "
+                f"config[{name!r}] must be {_expected(properties[name])} "
                 "(the value is a secret: not shown)"
             )
+        if name is not None and env_prefix and _variable(env_prefix, name) in os.environ:
+            error += f" (read from {_variable(env_prefix, name)})"
         problems.append(error)
     return ConfigError(f"Invalid settings: {'; '.join(problems)}: check the config")
 
 
+def unreadable_variable(config_jsonschema: dict[str, t.Any], prefix: str) -> ConfigError | None:
+    """Once the SDK failed to read the variables of ``--config ENV``: the one at fault.
+
+    The SDK's reader fails naming neither the variable nor the setting; each setting is
+    read here alone, by that reader, to name them. Never the value: it may be a secret.
+    """
+    for name, schema in config_jsonschema.get("properties", {}).items():
+        try:
+            parse_environment_config({"properties": {name: schema}}, prefix)
+        except ValueError:
+            return _variable_error(prefix, name, schema)
+    return None
+
+
+def unknown_boolean(config_jsonschema: dict[str, t.Any], prefix: str) -> ConfigError | None:
+    """A boolean setting's variable saying neither yes nor no (``ture``): the SDK reads false."""
+    for name, schema in config_jsonschema.get("properties", {}).items():
+        value = os.environ.get(_variable(prefix, name))
+        if value is not None and is_boolean_type(schema) and value.lower() not in TRUTHY + FALSY:
+            return _variable_error(prefix, name, schema)
+    return None
+
+
+def _variable(prefix: str, name: str) -> str:
+    """The variable ``--config ENV`` reads a setting from, named as the SDK names it."""
+    return prefix + name.upper().replace("-", "_")
+
+
+def _variable_error(prefix: str, name: str, schema: dict[str, t.Any]) -> ConfigError:
+    return ConfigError(
+        f"The environment variable {_variable(prefix, name)} is not {_expected(schema)}, as "
+        f"the setting {name!r} needs: fix or unset it (--config ENV reads it)"
+    )
+
+
 def _expected(schema: dict[str, t.Any]) -> str:
-    """What a setting's schema asks for, in words: 'a non-empty string'."""
+    """What a setting's schema asks for, in words: 'a non-empty string', 'a JSON array'."""
     kinds = schema.get("type", "value")
     kind = next(k for k in ([kinds] if isinstance(kinds, str) else kinds) if k != "null")
-    return f"a {'non-empty ' if schema.get('minLength') else ''}{kind}"
+    words = {
+        "integer": "an integer",
+        "boolean": f"a boolean ({'/'.join(TRUTHY)} or {'/'.join(FALSY)})",
+        "array": "a JSON array",
+        "object": "a JSON object",
+    }
+    return words.get(kind, f"a {'non-empty ' if schema.get('minLength') else ''}{kind}")

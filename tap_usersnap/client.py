@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import logging
 import random
 import sys
 import typing as t
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs, urlparse
 
 import backoff
 import requests
-from singer_sdk.exceptions import FatalAPIError, RetriableAPIError, SyncLifecycleSignal
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers._catalog import pop_deselected_record_properties
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.singerlib import RecordMessage
@@ -29,6 +28,7 @@ from tap_usersnap.envelope import (
     payload,
 )
 from tap_usersnap.errors import UsersnapError
+from tap_usersnap.logs import REPORTED_BY_THE_CLI
 from tap_usersnap.projection import Projection
 from tap_usersnap.run_report import RunReportingStream
 from tap_usersnap.transport import PROXY_VARIABLES, connect_failure, origin
@@ -63,9 +63,6 @@ RETRIED_ERRORS = (
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
 )
-# The SDK logs this at ERROR for any exception leaving a stream, even for the ends of
-# its own dry run (``--test``); the CLI reports an expected failure itself, once.
-_SDK_SYNC_FAILURE = "An unhandled error occurred while syncing"
 
 
 class UsersnapAPIError(UsersnapError, FatalAPIError):
@@ -94,20 +91,6 @@ class SharedByStreams(t.Protocol):
     refused_projects: dict[str, dict[str, str]]
     #: Reads that may have missed rows, by stream and project id (or path): why (no reconcile).
     incomplete_reads: dict[str, dict[str, str]]
-
-
-class _ReportedByTheCLI(logging.Filter):
-    """Drops the SDK's "unhandled error" line for an expected failure or a dry run's end."""
-
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            str(record.msg).startswith(_SDK_SYNC_FAILURE)
-            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal)
-        )
-
-
-_REPORTED_BY_THE_CLI = _ReportedByTheCLI()
 
 
 def retry_after_seconds(response: requests.Response | None) -> float | None:
@@ -143,7 +126,7 @@ class UsersnapStream(RunReportingStream):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
-        self.logger.addFilter(_REPORTED_BY_THE_CLI)
+        self.logger.addFilter(REPORTED_BY_THE_CLI)
 
     @property
     def usersnap_tap(self) -> SharedByStreams:

@@ -21,6 +21,7 @@ from tap_usersnap.client import UsersnapAPIError, UsersnapStream
 from tap_usersnap.completeness import FeedbackCountStream, check_count
 from tap_usersnap.envelope import payload
 from tap_usersnap.errors import UsersnapError
+from tap_usersnap.logs import RESUMABLE_ANYWAY
 from tap_usersnap.pagination import FeedbackCursorPaginator
 from tap_usersnap.ranges import (
     COUNTED,
@@ -71,21 +72,6 @@ def refuses_project(error: Exception) -> bool:
         error.status in {HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND}
         or error.errortype == "SITE_NOT_FOUND"
     )
-
-
-class _ResumableAnyway(logging.Filter):
-    """Drops the SDK's warning that an unsorted stream's progress is not resumable.
-
-    It is, here: the resume point (``RESUME_KEY``) is part of every STATE. Said on every
-    run for every project, the warning was noise, and wrong.
-    """
-
-    @override
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.msg).startswith("Stream is assumed to be unsorted")
-
-
-_RESUMABLE_ANYWAY = _ResumableAnyway()
 
 
 @dataclass(frozen=True)
@@ -282,7 +268,7 @@ class FeedbacksStream(PerProjectStream):
         if self.config.get("filters"):
             self.path = "/projects/{project_id}/feedbacks/filter"
             self.http_method = "POST"
-        logging.getLogger("singer_sdk").addFilter(_RESUMABLE_ANYWAY)  # once: a set of filters
+        logging.getLogger("singer_sdk").addFilter(RESUMABLE_ANYWAY)  # once: a set of filters
         #: Each project's starting point, decided once (when announced, or when synced).
         self._starting_points: dict[str, StartingPoint] = {}
         #: The newest ``updated_at`` handed to the SDK's state in the project being synced.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import typing as t
-from functools import cached_property
+from functools import cached_property, partial
 
 import click
 from singer_sdk import Stream, Tap
@@ -20,9 +20,11 @@ from tap_usersnap.cli import (
     check_config_file,
     checked_file,
     config_error,
+    unknown_boolean,
+    unreadable_variable,
 )
 from tap_usersnap.completeness import check_projects_read
-from tap_usersnap.errors import UsersnapError
+from tap_usersnap.errors import Interrupted, UsersnapError
 from tap_usersnap.prefetch import Prefetcher
 from tap_usersnap.ranges import RANGES_PER_CONCURRENCY
 from tap_usersnap.reconcile import SETTING as RECONCILE_SETTING
@@ -36,7 +38,7 @@ from tap_usersnap.streams import (
     ProjectsStream,
 )
 from tap_usersnap.transport import RateLimitGate, shared_session
-from tap_usersnap.writer import Interrupted, UsersnapMessageWriter
+from tap_usersnap.writer import UsersnapMessageWriter
 
 if t.TYPE_CHECKING:
     import requests
@@ -49,6 +51,12 @@ else:
 if t.TYPE_CHECKING:
     from types import FrameType
 
+STREAM_TYPES = (
+    ProjectsStream,
+    FeedbacksStream,
+    ProjectAssigneesStream,
+    ProjectMetricsStream,
+)
 FILTER_TYPES = [
     "assignee",
     "created_at",
@@ -199,11 +207,9 @@ class TapUsersnap(Tap):
         if state is not None:
             state = checked_file(state, state_problem, "'--state'")
         if catalog is not None:
-            catalog = checked_file(catalog, catalog_problem, "'--catalog'")
-        try:
-            super().invoke(state=state, catalog=catalog, **kwargs)
-        except Interrupted as stop:
-            sys.exit(128 + stop.signum)  # what a shell reports for a process a signal ended
+            known = [stream_type.name for stream_type in STREAM_TYPES]
+            catalog = checked_file(catalog, partial(catalog_problem, known=known), "'--catalog'")
+        super().invoke(state=state, catalog=catalog, **kwargs)
 
     @override
     @classmethod
@@ -225,12 +231,19 @@ class TapUsersnap(Tap):
         self.refused_projects: dict[str, dict[str, str]] = {}
         #: Reads that may have missed rows, by stream and project id (or path): no reconcile.
         self.incomplete_reads: dict[str, dict[str, str]] = {}
+        env_prefix = self._env_var_prefix if kwargs.get("parse_env_config") else None
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
-            raise config_error(exc.errors, self.config_jsonschema) from None
+            raise config_error(exc.errors, self.config_jsonschema, env_prefix) from None
+        except ValueError:  # the SDK's reading of a variable (--config ENV), naming neither
+            if env_prefix and (error := unreadable_variable(self.config_jsonschema, env_prefix)):
+                raise error from None
+            raise
+        if env_prefix and (error := unknown_boolean(self.config_jsonschema, env_prefix)):
+            raise error
         if errors := self._semantic_config_errors():
-            raise config_error(errors, self.config_jsonschema)
+            raise config_error(errors, self.config_jsonschema, env_prefix)
 
     def _semantic_config_errors(self) -> list[str]:
         """What JSON Schema cannot check: a start_date that matches the pattern but is no date."""
@@ -284,12 +297,7 @@ class TapUsersnap(Tap):
 
     @override
     def discover_streams(self) -> list[Stream]:
-        return [
-            ProjectsStream(self),
-            FeedbacksStream(self),
-            ProjectAssigneesStream(self),
-            ProjectMetricsStream(self),
-        ]
+        return [stream_type(self) for stream_type in STREAM_TYPES]
 
     @cached_property
     def authenticator(self) -> UsersnapJWTAuthenticator:
@@ -349,7 +357,3 @@ class TapUsersnap(Tap):
             pool_size=self.prefetcher.workers
             + RANGES_PER_CONCURRENCY * self.config["max_concurrency"],
         )
-
-
-if __name__ == "__main__":
-    TapUsersnap.cli()

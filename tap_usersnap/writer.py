@@ -19,6 +19,8 @@ else:
 
 from singer_sdk.singerlib import SingerMessageType
 
+from tap_usersnap.errors import Interrupted
+
 if t.TYPE_CHECKING:
     from singer_sdk.singerlib.encoding.simple import Message
 
@@ -35,17 +37,6 @@ def replace_lone_surrogates(value: t.Any) -> t.Any:
     if isinstance(value, list):
         return [replace_lone_surrogates(item) for item in value]
     return value
-
-
-class Interrupted(BaseException):
-    """A termination signal, raised in the main thread between two whole messages.
-
-    A BaseException, like KeyboardInterrupt: no ``except Exception`` may swallow it.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
-        self.signum = signum
 
 
 def _flush_if_open(output: io.BufferedWriter) -> None:

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from tap_usersnap.errors import Interrupted
 from tap_usersnap.state import RESUME_KEY, normalize_timestamp, state_problem
 from tap_usersnap.streams import MAX_CURSOR_RESTARTS
 from tap_usersnap.tap import TapUsersnap
-from tap_usersnap.writer import Interrupted
 from tests.cli import run_tap, tap_command, write_json
 from tests.helpers import base_config, sandbox_feedbacks, sync
 

@@ -1,0 +1,93 @@
+"""Every wrong way to start the tap that a new user meets: one ERROR line naming the thing."""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as t
+
+import pytest
+
+from tests.cli import write_json
+from tests.helpers import JWT_SECRET, base_config, parse_messages
+from tests.test_cli import run_command, the_one_error_line
+
+if t.TYPE_CHECKING:
+    from pathlib import Path
+
+    from tap_usersnap.sandbox import Sandbox
+
+NOT_UTF8 = b'{"jwt_secret": "' + JWT_SECRET.encode() + b'\xff\xfe"}'
+A_CATALOG_STREAM = {"tap_stream_id": "nope", "schema": {}, "metadata": []}
+
+
+def unreadable(path: Path) -> Path:
+    path.write_text(json.dumps(base_config("http://127.0.0.1:9")), encoding="utf-8")
+    path.chmod(0)
+    return path
+
+
+# Each case: the command's arguments (after a good --config) and what the line must say;
+# "{bad}" is the file at fault.
+CASES = {
+    "state-a-directory": (["--state", "{dir}"], "'--state'"),
+    "catalog-a-directory": (["--catalog", "{dir}"], "'--catalog'"),
+    "config-a-directory": (["--config", "{dir}"], "Is a directory"),
+    "config-empty": (["--config", "{empty}"], "not valid JSON"),
+    "config-a-list": (["--config", "{list}"], "holds no JSON object"),
+    "config-not-utf8": (["--config", "{latin}"], "not UTF-8 text"),
+    "config-unreadable": (["--config", "{unreadable}"], "Permission denied"),
+    "state-not-utf8": (["--state", "{latin}"], "not UTF-8 text"),
+    "catalog-not-utf8": (["--catalog", "{latin}"], "not UTF-8 text"),
+    "catalog-an-unknown-stream": (["--catalog", "{catalog}"], "no stream of this tap is called"),
+    "discover-config-not-utf8": (["--config", "{latin}", "--discover"], "not UTF-8 text"),
+    "about-config-a-list": (["--about", "--config", "{list}"], "holds no JSON object"),
+}
+
+
+@pytest.mark.parametrize(("args", "said"), list(CASES.values()), ids=list(CASES))
+def test_a_wrong_start_is_one_line_naming_what_is_wrong(
+    tmp_path: Path, sandbox: Sandbox, args: list[str], said: str
+):
+    if "{unreadable}" in args and os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    files = {
+        "dir": tmp_path / "a-directory",
+        "empty": tmp_path / "empty.json",
+        "list": write_json(tmp_path / "list.json", [base_config(sandbox.url)]),
+        "latin": tmp_path / "latin1.json",
+        "catalog": write_json(tmp_path / "catalog.json", {"streams": [A_CATALOG_STREAM]}),
+    }
+    files["dir"].mkdir()
+    files["empty"].write_text("", encoding="utf-8")
+    files["latin"].write_bytes(NOT_UTF8)
+    if "{unreadable}" in args:
+        files["unreadable"] = unreadable(tmp_path / "unreadable.json")
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    argv = [arg.format(**files) for arg in args]
+    done = run_command(*(argv if "--config" in argv else ["--config", str(config), *argv]))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert said in line
+    assert next(arg for arg in argv if arg.startswith(str(tmp_path))) in line
+    assert JWT_SECRET not in done.stderr
+    assert "Usage:" not in done.stderr
+    assert sandbox.requests == []
+
+
+def test_discovery_is_offline_so_wrong_credentials_do_not_stop_it(tmp_path: Path, sandbox: Sandbox):
+    wrong = base_config(sandbox.url, jwt_secret="a-wrong-secret-that-is-long-enough-0123456789")
+    done = run_command("--config", str(write_json(tmp_path / "config.json", wrong)), "--discover")
+    assert done.returncode == 0, done.stderr
+    streams = {stream["tap_stream_id"] for stream in json.loads(done.stdout)["streams"]}
+    assert streams == {"projects", "feedbacks", "project_assignees", "project_metrics"}
+    assert sandbox.requests == []
+
+
+def test_config_files_given_twice_are_merged_the_later_winning(tmp_path: Path, sandbox: Sandbox):
+    wrong = base_config(sandbox.url, jwt_secret="a-wrong-secret-that-is-long-enough-0123456789")
+    first = write_json(tmp_path / "first.json", wrong)
+    second = write_json(tmp_path / "second.json", {"jwt_secret": JWT_SECRET})
+    done = run_command("--config", str(first), "--config", str(second))
+    assert done.returncode == 0, done.stderr
+    assert any(m["type"] == "RECORD" for m in parse_messages(done.stdout))
