@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import typing as t
 
 import pytest
@@ -21,12 +20,6 @@ NOT_UTF8 = b'{"jwt_secret": "' + JWT_SECRET.encode() + b'\xff\xfe"}'
 A_CATALOG_STREAM = {"tap_stream_id": "nope", "schema": {}, "metadata": []}
 
 
-def unreadable(path: Path) -> Path:
-    path.write_text(json.dumps(base_config("http://127.0.0.1:9")), encoding="utf-8")
-    path.chmod(0)
-    return path
-
-
 # Each case: the command's arguments (after a good --config) and what the line must say;
 # "{bad}" is the file at fault.
 CASES = {
@@ -36,7 +29,7 @@ CASES = {
     "config-empty": (["--config", "{empty}"], "not valid JSON"),
     "config-a-list": (["--config", "{list}"], "holds no JSON object"),
     "config-not-utf8": (["--config", "{latin}"], "not UTF-8 text"),
-    "config-unreadable": (["--config", "{unreadable}"], "Permission denied"),
+    "config-under-a-file": (["--config", "{empty}/config.json"], "Not a directory"),
     "state-not-utf8": (["--state", "{latin}"], "not UTF-8 text"),
     "catalog-not-utf8": (["--catalog", "{latin}"], "not UTF-8 text"),
     "catalog-an-unknown-stream": (["--catalog", "{catalog}"], "no stream of this tap is called"),
@@ -49,8 +42,6 @@ CASES = {
 def test_a_wrong_start_is_one_line_naming_what_is_wrong(
     tmp_path: Path, sandbox: Sandbox, args: list[str], said: str
 ):
-    if "{unreadable}" in args and os.geteuid() == 0:
-        pytest.skip("root reads any file")
     files = {
         "dir": tmp_path / "a-directory",
         "empty": tmp_path / "empty.json",
@@ -61,8 +52,6 @@ def test_a_wrong_start_is_one_line_naming_what_is_wrong(
     files["dir"].mkdir()
     files["empty"].write_text("", encoding="utf-8")
     files["latin"].write_bytes(NOT_UTF8)
-    if "{unreadable}" in args:
-        files["unreadable"] = unreadable(tmp_path / "unreadable.json")
     config = write_json(tmp_path / "config.json", base_config(sandbox.url))
     argv = [arg.format(**files) for arg in args]
     done = run_command(*(argv if "--config" in argv else ["--config", str(config), *argv]))
