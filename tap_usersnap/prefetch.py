@@ -33,7 +33,8 @@ class _Failure:
 class Parallel:
     """Producers whose items may interleave, run at once (after ``head``) by one job.
 
-    Iterated outside a prefetcher, it runs as a job of its own.
+    ``tail``, if set, runs once every producer has finished well. Iterated outside a
+    prefetcher, it runs as a job of its own.
     """
 
     def __init__(
@@ -41,6 +42,7 @@ class Parallel:
     ) -> None:
         self.producers = producers
         self.head = list(head)
+        self.tail: Callable[[], Iterable[t.Any]] | None = None
 
     def __iter__(self) -> Iterator[t.Any]:
         job = _Job(lambda: self, len(self.producers), PageBudget(len(self.producers)))
@@ -138,7 +140,9 @@ class _Job:
             thread.start()
         for thread in threads:
             thread.join()
-        return all(fed)
+        if not all(fed):
+            return False
+        return parallel.tail is None or self._feed(parallel.tail)
 
     def _put(self, item: object) -> bool:
         share = item is not _END and not self.taken and self._budget.acquire(self)

@@ -130,7 +130,8 @@ class ProjectsStream(UsersnapStream):
             projects = [project for project in projects if project.get("project_id") in wanted]
         else:
             warn_of_projects_gone(self._tap, (project.get("project_id") for project in projects))
-        self.run_report.projects_total = len(projects)
+        # Those the lists can be read for: a project without an id has none to address.
+        self.run_report.projects_total = sum(1 for project in projects if project.get("project_id"))
         self._announce_children(projects)
         yield from projects
 
@@ -475,7 +476,9 @@ class FeedbacksStream(PerProjectStream):
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
         counted: int | str | None = None  # a full read's count, before its first page
-        read_ids: set[str] = set()  # distinct: a cursor restart reads pages again
+        #: A full read's feedbacks, by id: ``updated_at`` as read. Distinct, as a cursor
+        #: restart, or a reconcile's second look at the top, reads some again.
+        read: dict[str, str | None] = {}
         if newest:
             # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
@@ -496,15 +499,18 @@ class FeedbacksStream(PerProjectStream):
                         break  # one chain, newest first: the rest is older still
                     feedback_id = feedback.get("feedback_id")
                     if counted is not None and isinstance(feedback_id, str) and feedback_id:
-                        read_ids.add(feedback_id)  # read, older than start_date: it exists
+                        read[feedback_id] = updated_at  # read, older than start_date: it exists
                     continue  # a whole read, in created_at order: the rest may be newer
+                feedback_id = feedback.get("feedback_id")
+                valid_id = isinstance(feedback_id, str) and feedback_id
+                if valid_id and counted is not None and read.get(feedback_id, "") == updated_at:
+                    continue  # sent already in this read, unchanged
                 yield feedback
                 # Written now. A STATE the SDK wrote right after it names the one before.
-                feedback_id = feedback.get("feedback_id")
-                if not (isinstance(feedback_id, str) and feedback_id):
+                if not valid_id:
                     continue
                 if counted is not None:
-                    read_ids.add(feedback_id)
+                    read[feedback_id] = updated_at
                 if not incremental:
                     continue
                 if range_read is not None:
@@ -522,7 +528,7 @@ class FeedbacksStream(PerProjectStream):
             # Before the resume point goes: a signal meanwhile must not mean reading it again.
             project_id = context["project_id"]
             if short := check_count(
-                self.logger, self.stream_report, project_id, len(read_ids), counted
+                self.logger, self.stream_report, project_id, len(read), counted
             ):
                 self.usersnap_tap.incomplete_reads.setdefault(self.name, {})[project_id] = short
         state.pop(RESUME_KEY, None)

@@ -246,13 +246,22 @@ class TapUsersnap(Tap):
             raise config_error(errors, self.config_jsonschema, env_prefix)
 
     def _semantic_config_errors(self) -> list[str]:
-        """What JSON Schema cannot check: a start_date that matches the pattern but is no date."""
+        """What JSON Schema cannot check: a start_date that is no date, settings that clash."""
+        errors = []
         start_date = self.config.get("start_date")
         try:
             normalize_timestamp(start_date)
         except ValueError as exc:
-            return [f"{start_date!r} is not a valid date-time ({exc}) in config['start_date']"]
-        return []
+            errors.append(
+                f"{start_date!r} is not a valid date-time ({exc}) in config['start_date']"
+            )
+        if self.config.get(RECONCILE_SETTING) and self.config.get("batch_config"):
+            errors.append(
+                f"config['{RECONCILE_SETTING}'] and config['batch_config'] cannot be combined: "
+                "BATCH messages carry no version, so ACTIVATE_VERSION would remove the rows "
+                "they load"
+            )
+        return errors
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:

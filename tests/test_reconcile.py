@@ -14,7 +14,7 @@ import typing as t
 import pytest
 
 from tap_usersnap.state import normalize_timestamp
-from tests.cli import tap_command, write_json
+from tests.cli import run_tap, tap_command, write_json
 from tests.helpers import base_config, parse_messages, sandbox_feedbacks, sync
 from tests.test_sync import full_table_catalog
 
@@ -469,3 +469,115 @@ def test_without_stream_maps_every_list_reads_every_project(
         sandbox.store.project_ids()
     )
     assert "stream map that filters" not in caplog.text
+
+
+def a_tie_across_pages(
+    feedbacks: list[dict[str, t.Any]], created_first: int
+) -> tuple[int, dict[str, t.Any], dict[str, t.Any]]:
+    """A page size and two feedbacks created at the same instant, on two pages in a row.
+
+    In the sandbox's created_at order (newest first, ties by updated_at), once
+    ``created_first`` feedbacks are created above them: ``last`` ends a page, ``next_``
+    begins the next one.
+    """
+    order = sorted(
+        feedbacks,
+        key=lambda f: (
+            normalize_timestamp(f["created_at"]),
+            normalize_timestamp(f["updated_at"]),
+            f["feedback_id"],
+        ),
+        reverse=True,
+    )
+    for page_size in range(5, 100):
+        for end in range(page_size - 1 - created_first, len(order) - 1, page_size):
+            last, next_ = order[end], order[end + 1]
+            if normalize_timestamp(last["created_at"]) == normalize_timestamp(next_["created_at"]):
+                return page_size, last, next_
+    msg = "no created_at tie across a page boundary in this data"
+    raise AssertionError(msg)
+
+
+def test_an_edit_that_moves_a_created_at_tie_above_the_cursor_keeps_its_row(
+    make_sandbox: t.Callable[..., Sandbox],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+):
+    """How the API orders created_at ties is undocumented: an edit may move a tied feedback
+    above the cursor. A feedback created between the count and the first page balances the
+    count; the plain list's top, read after the ranges, still gets the edited one.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300], seed=11)
+    project_id = sandbox.store.project_ids()[0]
+    store = sandbox.store
+    page_size, last, moved = a_tie_across_pages(store.feedbacks(project_id), created_first=1)
+    count, filter_feedbacks = store.count, store.filter_feedbacks
+    created: list[str] = []
+    edited: list[str] = []
+
+    def count_then_create(project: str) -> int:
+        counted = count(project)
+        if not created:
+            created.extend(store.add_feedbacks(project, 1))
+        return counted
+
+    def serve_then_edit(*args: t.Any, **kwargs: t.Any) -> t.Any:
+        page = filter_feedbacks(*args, **kwargs)
+        ids = [f["feedback_id"] for f in page["feedbacks"]]
+        if not edited and ids and ids[-1] == last["feedback_id"]:
+            edited.extend(store.change_feedbacks(project_id, ids=[moved["feedback_id"]]))
+        return page
+
+    monkeypatch.setattr(store, "count", count_then_create)
+    monkeypatch.setattr(store, "filter_feedbacks", serve_then_edit)
+    config = reconcile_config(sandbox, page_size=page_size)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert created  # the scenario happened: one more than counted, and an edit mid-read
+    assert edited == [moved["feedback_id"]]
+    assert set(result.ids()) == set(sandbox_feedbacks(sandbox))  # the moved one included
+    (record,) = [r for r in result.records["feedbacks"] if r["feedback_id"] == edited[0]][-1:]
+    assert record["updated_at"] == normalize_timestamp(
+        store.feedback(project_id, edited[0])["updated_at"]
+    )
+    assert "feedbacks" in {stream for _, stream, _ in activations(result.messages)}
+
+
+def test_a_project_listed_without_project_id_withholds_nothing_and_blames_no_stream_map(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    """Nothing of it can be addressed, so no row of it can be in the warehouse."""
+    nameless = sandbox.store.project_ids()[0]
+    projects = sandbox.store.projects
+
+    def one_without_an_id() -> list[dict[str, t.Any]]:
+        return [{**p, "project_id": ""} if p["project_id"] == nameless else p for p in projects()]
+
+    monkeypatch.setattr(sandbox.store, "projects", one_without_an_id)
+    config = reconcile_config(sandbox)
+    result = sync(config, catalog=full_table_catalog(config))
+
+    assert {r["project_id"] for r in result.records["feedbacks"]} == set(
+        sandbox.store.project_ids()
+    ) - {nameless}
+    assert {stream for _, stream, _ in activations(result.messages)} == STREAMS
+    assert "stream map that filters" not in caplog.text
+
+
+def test_the_reconcile_refuses_batch_messages(sandbox: Sandbox, tmp_path: Path):
+    """A BATCH carries no version: the loader's ACTIVATE_VERSION would remove what it loads."""
+    config = reconcile_config(
+        sandbox,
+        batch_config={
+            "encoding": {"format": "jsonl", "compression": "gzip"},
+            "storage": {"root": f"file://{tmp_path}"},
+        },
+    )
+    catalog = full_table_catalog(reconcile_config(sandbox))
+    code, result = run_tap(tmp_path, config, catalog=catalog)
+    assert code == 1
+    (line,) = [line for line in result.stderr.splitlines() if "ERROR" in line]
+    assert "config['emit_activate_version_messages'] and config['batch_config']" in line
+    assert "Traceback" not in result.stderr
+    assert result.messages == []
+    assert sandbox.requests == []
