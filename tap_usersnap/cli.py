@@ -8,6 +8,7 @@ check. Anything else is a bug and keeps its traceback. With the SDK's log level 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,7 +19,9 @@ from pathlib import Path
 
 import click
 from singer_sdk.configuration._dict_config import TRUTHY, parse_environment_config
+from singer_sdk.exceptions import MappingError
 from singer_sdk.helpers._typing import is_boolean_type
+from singer_sdk.helpers._util import load_json
 from singer_sdk.plugin_base import SingerCommand
 
 from tap_usersnap.errors import UsersnapError
@@ -53,19 +56,23 @@ class UsersnapCommand(SingerCommand):
 
     @override
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        """A file option naming no readable file (``--state``, ``--catalog``) is one line."""
+        """A wrong option, or a file option naming no readable file, is one line.
+
+        The SDK runs ``--test`` from here: whatever fails, the files click opened for the
+        options are closed (else Python warns of each, after the one line).
+        """
         try:
-            return super().parse_args(ctx, args)
-        except click.BadParameter as exc:
-            raise UsersnapError(exc.format_message()) from None
+            with expected_failures():
+                return super().parse_args(ctx, args)
+        except BaseException:
+            ctx.close()
+            raise
 
     @override
     def invoke(self, ctx: click.Context) -> t.Any:
         """An input the tap refuses with click's exception (``--state``) is one line too."""
-        try:
+        with expected_failures():
             return super().invoke(ctx)
-        except click.ClickException as exc:
-            raise UsersnapError(exc.format_message()) from None
 
     @override
     def main(self, *args: t.Any, **kwargs: t.Any) -> t.Any:
@@ -77,11 +84,23 @@ class UsersnapCommand(SingerCommand):
             sys.exit(1)
 
 
-def check_config_file(path: str) -> None:
-    """Refuse, naming it, a config file that cannot be read or holds no JSON object.
+@contextlib.contextmanager
+def expected_failures() -> t.Iterator[None]:
+    """Click's refusals and a stream map the SDK cannot apply, as a ``UsersnapError``."""
+    try:
+        yield
+    except click.ClickException as exc:
+        raise UsersnapError(exc.format_message()) from None
+    except MappingError as exc:
+        msg = f"Invalid stream_maps ({exc}): check the setting stream_maps"
+        raise UsersnapError(msg) from None
+
+
+def read_config_file(path: str) -> dict[str, t.Any]:
+    """The settings of a config file, read once (a pipe, ``<(...)``, can be read only once).
 
     Raises:
-        ConfigError: naming the file and the reason.
+        ConfigError: naming the file and why it cannot be read, or holds no JSON object.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -99,6 +118,7 @@ def check_config_file(path: str) -> None:
     if not isinstance(settings, dict):
         msg = f"The config file {path} holds no JSON object of settings: check --config"
         raise ConfigError(msg)
+    return load_json(text)  # as the SDK reads it (decimals stay exact)
 
 
 def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
@@ -123,6 +143,8 @@ def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
             "not a Singer catalog: expected an object with a 'streams' list of objects, "
             "each with a 'tap_stream_id', a 'schema' object and a 'metadata' list"
         )
+    if not streams:
+        return "a catalog of no stream (it would sync nothing): use a catalog of --discover"
     if unknown := [s["tap_stream_id"] for s in streams if s["tap_stream_id"] not in known]:
         return (
             f"no stream of this tap is called {', '.join(map(repr, unknown))} (it has "

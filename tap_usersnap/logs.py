@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from singer_sdk.exceptions import SyncLifecycleSignal
+from singer_sdk.exceptions import MappingError, SyncLifecycleSignal
 
 from tap_usersnap.errors import UsersnapError
 
@@ -28,7 +28,8 @@ SDK_NOT_RESUMABLE = "Stream is assumed to be unsorted"
 class ReportedByTheCLI(logging.Filter):
     """Drops the SDK's "unhandled error" line for an expected failure or a dry run's end.
 
-    An expected failure is reported by the command as one ERROR line naming the cause; the
+    An expected failure (a ``UsersnapError``, or a stream map the SDK cannot apply) is
+    reported by the command as one ERROR line naming the cause; the
     SDK's line would be a second, vaguer one. A lifecycle signal (``--test``'s end) is no
     failure at all. Anything else is a bug, and keeps the line.
     """
@@ -37,7 +38,7 @@ class ReportedByTheCLI(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not (
             str(record.msg).startswith(SDK_SYNC_FAILURE)
-            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal)
+            and isinstance(sys.exc_info()[1], UsersnapError | SyncLifecycleSignal | MappingError)
         )
 
 

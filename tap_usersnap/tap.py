@@ -11,15 +11,16 @@ import click
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.tap_base import CliTestOptionValue
 
 from tap_usersnap.auth import UsersnapJWTAuthenticator
 from tap_usersnap.cli import (
     UsersnapCommand,
     catalog_problem,
-    check_config_file,
     checked_file,
     config_error,
+    read_config_file,
     unknown_boolean,
     unreadable_variable,
 )
@@ -220,11 +221,16 @@ class TapUsersnap(Tap):
     @override
     @classmethod
     def cb_config(cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]) -> t.Any:
-        """Name a config file that is missing or not JSON (the SDK names neither)."""
+        """The SDK's merge of config files, each read once, naming a bad one.
+
+        The SDK names no missing or malformed file, and reads each twice: a pipe
+        (``--config <(...)``) is empty the second time.
+        """
+        config: dict[str, t.Any] = {}
         for path in value:
             if path != "ENV":
-                check_config_file(path)
-        return super().cb_config(ctx, param, value)
+                config |= read_config_file(path)
+        return _ConfigInput(config=config, parse_env="ENV" in value)
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         #: Why a project's lists could not be read, by project id and stream: the run goes on.

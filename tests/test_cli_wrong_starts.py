@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import typing as t
 
 import pytest
 
-from tests.cli import write_json
+from tests.cli import tap_command, write_json
 from tests.helpers import JWT_SECRET, base_config, parse_messages
 from tests.test_cli import run_command, the_one_error_line
 
@@ -33,6 +35,7 @@ CASES = {
     "state-not-utf8": (["--state", "{latin}"], "not UTF-8 text"),
     "catalog-not-utf8": (["--catalog", "{latin}"], "not UTF-8 text"),
     "catalog-an-unknown-stream": (["--catalog", "{catalog}"], "no stream of this tap is called"),
+    "catalog-of-no-stream": (["--catalog", "{no_stream}"], "a catalog of no stream"),
     "discover-config-not-utf8": (["--config", "{latin}", "--discover"], "not UTF-8 text"),
     "about-config-a-list": (["--about", "--config", "{list}"], "holds no JSON object"),
 }
@@ -48,6 +51,7 @@ def test_a_wrong_start_is_one_line_naming_what_is_wrong(
         "list": write_json(tmp_path / "list.json", [base_config(sandbox.url)]),
         "latin": tmp_path / "latin1.json",
         "catalog": write_json(tmp_path / "catalog.json", {"streams": [A_CATALOG_STREAM]}),
+        "no_stream": write_json(tmp_path / "no-stream.json", {"streams": []}),
     }
     files["dir"].mkdir()
     files["empty"].write_text("", encoding="utf-8")
@@ -80,3 +84,63 @@ def test_config_files_given_twice_are_merged_the_later_winning(tmp_path: Path, s
     done = run_command("--config", str(first), "--config", str(second))
     assert done.returncode == 0, done.stderr
     assert any(m["type"] == "RECORD" for m in parse_messages(done.stdout))
+
+
+def test_a_config_through_a_pipe_is_read_once(tmp_path: Path, sandbox: Sandbox):
+    """``--config <(...)`` keeps the secret off the disk; a pipe can be read only once."""
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url, page_size=100))
+    done = subprocess.run(
+        ["bash", "-c", '"$0" --config <(cat "$1")', *tap_command(), str(config)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [m for m in parse_messages(done.stdout) if m["type"] == "RECORD"]
+    assert len([m for m in records if m["stream"] == "feedbacks"]) == 250 + 120 + 37
+
+
+@pytest.mark.parametrize(
+    ("stream_maps", "said"),
+    [
+        ({"feedbacks": {"x": "1 +"}}, "Failed to parse expression"),  # refused at start
+        ({"feedbacks": {"__filter__": "nosuch == 1"}}, "Failed to evaluate"),  # at a record
+    ],
+    ids=["expression-that-does-not-parse", "filter-naming-no-field"],
+)
+def test_a_stream_map_the_sdk_cannot_apply_is_one_line(
+    tmp_path: Path, sandbox: Sandbox, stream_maps: dict[str, t.Any], said: str
+):
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url, stream_maps=stream_maps))
+    done = run_command("--config", str(config))
+    assert done.returncode == 1
+    line = the_one_error_line(done.stderr)
+    assert said in line
+    assert "check the setting stream_maps" in line
+
+
+def test_a_mistyped_option_is_one_line(tmp_path: Path, sandbox: Sandbox):
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url))
+    done = run_command("--conifg", str(config))
+    assert done.returncode == 1
+    assert "'--config'" in the_one_error_line(done.stderr)
+    assert "Usage:" not in done.stderr
+
+
+def test_a_failing_connection_test_leaves_no_file_open(tmp_path: Path, sandbox: Sandbox):
+    """Meltano runs the tap with PYTHONWARNINGS=once: a file left open is a warning line."""
+    wrong = base_config(sandbox.url, jwt_secret="a-wrong-secret-that-is-long-enough-0123456")
+    args = ["--config", str(write_json(tmp_path / "config.json", wrong))]
+    args += ["--state", str(write_json(tmp_path / "state.json", {}))]
+    done = subprocess.run(
+        [*tap_command(), *args, "--test"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "once"},
+    )
+    assert done.returncode == 1
+    assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)
+    assert "ResourceWarning" not in done.stderr
