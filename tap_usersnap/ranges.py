@@ -2,14 +2,16 @@
 
 The plain list is newest ``updated_at`` first: a feedback edited while it is read moves
 above the cursor, and the read misses it (a reconcile would then remove its row). In
-``created_at`` order, from the filter endpoint, an edit moves nothing: every full read
-of more than one page is read that way, as one range or, when the project is large and
-the API slow, as several read at the same time (one chain reads at one page a round trip,
-whatever ``max_concurrency`` says). Contiguous ranges (``gte``/``lt``) cover every
-feedback exactly once. Their pages arrive interleaved, so an interrupted range read resumes
-each range after the last feedback written from it. Its bookmark is the newest
-``updated_at`` of the plain list's first page, read before the ranges start: whatever is
-edited or added while they are read is newer, and the next run reads it.
+``created_at`` order, from the filter endpoint, an edit moves nothing, bar ties: a
+reconcile reads every project of more than one page that way, then the plain list's top
+again. A large project, against a slow API, is read as several ranges at the same time (one
+chain reads at one page a round trip, whatever ``max_concurrency`` says); any other full
+read stays on the plain list, whose paging is the documented one. Contiguous ranges
+(``gte``/``lt``) cover every feedback exactly once. Their pages arrive interleaved, so an
+interrupted range read resumes each range after the last feedback written from it. Its
+bookmark is the newest ``updated_at`` of the plain list's first page, read before the
+ranges start: whatever is edited or added while they are read is newer, and the next run
+reads it.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def full_read(
     First the API's count, once, before any page: feedback created during the read is not
     in it, and the read is checked against it (``completeness.check_count``). Then the plain
     list's first page, in any case: if it says there is no more, it is the project (one
-    response: nothing can move); else it is the bookmark to be, and the ranges read it all.
+    response: nothing can move); else the read goes on from it, or it is the bookmark to be
+    and ranges read it all.
     """
     try:
         counted: int | str = stream.count(context)

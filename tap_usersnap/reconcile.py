@@ -50,9 +50,10 @@ def activate_version(tap: TapUsersnap) -> None:
     ACTIVATE_VERSION applies to a whole table. A run limited by ``project_ids`` would remove
     the rows of every other project, a stream read incrementally was not read whole, an
     empty project list would empty every table, and a read that may have missed rows (short
-    of the API's count, or a project's lists without its ``api_key``) would lose them. Full
-    reads go in ``created_at`` order (``ranges``), where an edit during the read moves
-    nothing: the count check is the second line, not the only one.
+    of the API's count, a project's lists without its ``api_key``, lists a stream map
+    skipped) would lose them. A reconcile reads in ``created_at`` order, then the list's top
+    again (``ranges``), so an edit during the read is read: the count check is the second
+    line, not the only one.
     """
     if not tap.config.get(SETTING):
         return

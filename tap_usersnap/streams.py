@@ -494,15 +494,14 @@ class FeedbacksStream(PerProjectStream):
                     state[RESUME_KEY] = range_read
             for feedback in page["feedbacks"]:
                 updated_at = feedback["updated_at"]
+                feedback_id = feedback.get("feedback_id")
+                valid_id = isinstance(feedback_id, str) and feedback_id
                 if start.floor and updated_at and updated_at < start.floor:
                     if range_read is None and counted is None:
                         break  # one chain, newest first: the rest is older still
-                    feedback_id = feedback.get("feedback_id")
-                    if counted is not None and isinstance(feedback_id, str) and feedback_id:
+                    if counted is not None and valid_id:
                         read[feedback_id] = updated_at  # read, older than start_date: it exists
                     continue  # a whole read, in created_at order: the rest may be newer
-                feedback_id = feedback.get("feedback_id")
-                valid_id = isinstance(feedback_id, str) and feedback_id
                 if valid_id and counted is not None and read.get(feedback_id, "") == updated_at:
                     continue  # sent already in this read, unchanged
                 yield feedback

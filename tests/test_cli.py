@@ -82,9 +82,15 @@ def retries_logged(stderr: str) -> int:
     return sum("Retrying in" in line for line in stderr.splitlines())
 
 
-def run_command(*args: str) -> subprocess.CompletedProcess[str]:
+def run_command(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The installed command, with ``env`` added to the environment."""
     return subprocess.run(
-        [*tap_command(), *args], capture_output=True, text=True, timeout=120, check=False
+        [*tap_command(), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, **env},
     )
 
 
@@ -182,14 +188,7 @@ def test_cli_debug_log_level_shows_the_traceback(tmp_path: Path, sandbox: Sandbo
     config_file.write_text(
         json.dumps(base_config(sandbox.url, project_ids=["no-such-project"])), encoding="utf-8"
     )
-    done = subprocess.run(
-        [*tap_command(), "--config", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "TAP_USERSNAP_LOGLEVEL": "DEBUG"},
-    )
+    done = run_command("--config", str(config_file), TAP_USERSNAP_LOGLEVEL="DEBUG")
     assert done.returncode == 1
     assert "Traceback" in done.stderr
     assert JWT_SECRET not in done.stderr

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import typing as t
 
@@ -133,14 +132,7 @@ def test_a_failing_connection_test_leaves_no_file_open(tmp_path: Path, sandbox: 
     wrong = base_config(sandbox.url, jwt_secret="a-wrong-secret-that-is-long-enough-0123456")
     args = ["--config", str(write_json(tmp_path / "config.json", wrong))]
     args += ["--state", str(write_json(tmp_path / "state.json", {}))]
-    done = subprocess.run(
-        [*tap_command(), *args, "--test"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "PYTHONWARNINGS": "once"},
-    )
+    done = run_command(*args, "--test", PYTHONWARNINGS="once")
     assert done.returncode == 1
     assert "jwt_id and jwt_secret" in the_one_error_line(done.stderr)
     assert "ResourceWarning" not in done.stderr
