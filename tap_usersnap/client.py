@@ -123,6 +123,8 @@ class UsersnapStream(RunReportingStream):
     #: Other members ``data`` must hold, and their types, for a page to count: a page
     #: without them is malformed (retried), never taken for an empty last page.
     page_members: t.ClassVar[dict[str, type]] = {}
+    #: Whether a page's records may reach ``parse_response`` undecoded (see ``payload``).
+    raw_records: t.ClassVar[bool] = False
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
@@ -221,7 +223,8 @@ class UsersnapStream(RunReportingStream):
         if status < HTTPStatus.BAD_REQUEST:
             sent_after = parse_qs(url.query).get("after", [None])[0]
             try:
-                check_page(payload(response), self.records_key, self.page_members, sent_after)
+                data = payload(response, self.records_key if self.raw_records else None)
+                check_page(data, self.records_key, self.page_members, sent_after)
             except MalformedResponseError as exc:
                 raise RetriableAPIError(f"{exc} for {where}", response) from exc
             return

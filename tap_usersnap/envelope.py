@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import typing as t
+from collections.abc import Callable, Iterator, Sequence
 from urllib.parse import urlsplit
 
 import msgspec
@@ -14,6 +17,7 @@ if t.TYPE_CHECKING:
     import requests
 
 _PAYLOAD_ATTR = "_usersnap_payload"
+_OBJECT = ord("{")
 logger = logging.getLogger(__name__)
 
 
@@ -21,8 +25,11 @@ class MalformedResponseError(ValueError):
     """A 2xx response whose body is not the documented envelope (truncated, HTML, ...)."""
 
 
-def payload(response: requests.Response) -> dict[str, t.Any]:
+def payload(response: requests.Response, raw_records: str | None = None) -> dict[str, t.Any]:
     """Return the envelope's ``data``, parsed once per response and cached on it.
+
+    With ``raw_records``, the first call may leave that list's objects undecoded
+    (``msgspec.Raw``, read through :class:`Records`), when the page is a plain successful one.
 
     Raises:
         MalformedResponseError: if the body is not JSON or not a successful envelope.
@@ -30,6 +37,9 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
     cached = getattr(response, _PAYLOAD_ATTR, None)
     if cached is not None:
         return t.cast("dict[str, t.Any]", cached)
+    if raw_records and (data := _with_raw_records(response.content, raw_records)) is not None:
+        setattr(response, _PAYLOAD_ATTR, data)
+        return data
     try:
         body = decode_json(response)
     except ValueError as exc:
@@ -53,6 +63,83 @@ def payload(response: requests.Response) -> dict[str, t.Any]:
         raise MalformedResponseError(msg)
     setattr(response, _PAYLOAD_ATTR, data)
     return data
+
+
+@functools.cache
+def _raw_page_type(records_key: str) -> type[msgspec.Struct]:
+    """A successful page's envelope, its records as raw JSON; other members of no use here."""
+    data = msgspec.defstruct(
+        "RawPageData",
+        [(records_key, list[msgspec.Raw]), ("has_more", t.Any, None), ("next", t.Any, None)],
+    )
+    return msgspec.defstruct("RawPage", [("status", t.Any), ("data", data)])
+
+
+def _with_raw_records(content: bytes, records_key: str) -> dict[str, t.Any] | None:
+    """``data`` with its records left undecoded, or None: then the page is read whole.
+
+    Decoding a page's records is most of its parsing. A fetch worker then only checks the
+    envelope and finds the next cursor, and sends the next request sooner; the records
+    are decoded by whoever reads them. Anything but a plain successful page (an error, a
+    record that is no object, a NUL to replace, a lone surrogate msgspec refuses) is left
+    to the whole read, which reports it as before.
+    """
+    if ESCAPED_NUL in content:
+        return None
+    try:
+        page: t.Any = msgspec.json.decode(content, type=_raw_page_type(records_key))
+    except msgspec.DecodeError:  # ValidationError included
+        return None
+    records = getattr(page.data, records_key)
+    if page.status is not True or not all(memoryview(raw)[0] == _OBJECT for raw in records):
+        return None
+    return {records_key: records, "has_more": page.data.has_more, "next": page.data.next}
+
+
+class Records(Sequence[dict[str, t.Any]]):
+    """A page's records, each decoded (then ``prepare``d) where it is first read.
+
+    So the records of a page fetched ahead are decoded by the thread that consumes them,
+    not by the fetch worker, whose next request waits for its parsing.
+    """
+
+    def __init__(
+        self,
+        items: list[t.Any],
+        prepare: Callable[[dict[str, t.Any]], dict[str, t.Any]] = lambda record: record,
+    ) -> None:
+        self._items = items
+        self._prepare = prepare
+        self._ready = [False] * len(items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @t.overload
+    def __getitem__(self, index: int) -> dict[str, t.Any]: ...
+    @t.overload
+    def __getitem__(self, index: slice) -> list[dict[str, t.Any]]: ...
+    def __getitem__(self, index: int | slice) -> dict[str, t.Any] | list[dict[str, t.Any]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not self._ready[index]:
+            self._items[index] = self._prepare(_decode_record(self._items[index]))
+            self._ready[index] = True
+        return t.cast("dict[str, t.Any]", self._items[index])
+
+    def __iter__(self) -> Iterator[dict[str, t.Any]]:
+        for index in range(len(self._items)):
+            yield self[index]
+
+
+def _decode_record(item: t.Any) -> t.Any:
+    """A raw record decoded (as ``decode_json`` decodes a body); a decoded one as it is."""
+    if not isinstance(item, msgspec.Raw):
+        return item
+    try:
+        return msgspec.json.decode(item)
+    except msgspec.DecodeError:
+        return json.loads(bytes(item))
 
 
 def decode_json(response: requests.Response) -> t.Any:
@@ -81,7 +168,8 @@ def check_page(
             (no cursor, or ``sent_after``, the cursor of this very page).
     """
     records = data.get(records_key) if records_key else []  # no key: the page is no list
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+    objects = (dict, msgspec.Raw)  # a raw record (``payload``) was seen to be an object
+    if not isinstance(records, list) or not all(isinstance(r, objects) for r in records):
         msg = f"'data.{records_key}' is not a list of objects"
         raise MalformedResponseError(msg)
     for name, kind in members.items():

@@ -19,7 +19,7 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
 from tap_usersnap.completeness import FeedbackCountStream, check_count
-from tap_usersnap.envelope import payload
+from tap_usersnap.envelope import Records, payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.logs import RESUMABLE_ANYWAY
 from tap_usersnap.pagination import FeedbackCursorPaginator
@@ -260,6 +260,7 @@ class FeedbacksStream(PerProjectStream):
     schema = StreamSchema(SCHEMAS)
     records_key = "feedbacks"
     page_members: t.ClassVar[dict[str, type]] = {"has_more": bool}
+    raw_records = True
     path = "/projects/{project_id}/feedbacks"
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
@@ -302,11 +303,21 @@ class FeedbacksStream(PerProjectStream):
 
     @override
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, t.Any]]:
-        """One item a page: ``{"feedbacks": [...]}``."""
-        feedbacks = list(super().parse_response(response))
-        for feedback in feedbacks:
+        """One item a page: ``{"feedbacks": Records}``, each decoded where it is read.
+
+        That is the consumer, mostly: the fetch worker reads only the last one (to stop at
+        the bookmark), and its next request goes out without waiting for the rest.
+        """
+        data = payload(response)
+
+        def prepare(feedback: dict[str, t.Any]) -> dict[str, t.Any]:
             feedback["updated_at"] = self.comparable_updated_at(feedback, response)
-        yield {"feedbacks": feedbacks, "has_more": payload(response).get("has_more") is True}
+            return feedback
+
+        yield {
+            "feedbacks": Records(data.get(self.records_key) or [], prepare),
+            "has_more": data.get("has_more") is True,
+        }
 
     @override
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
@@ -336,7 +347,7 @@ class FeedbacksStream(PerProjectStream):
         )
         response = self.request_decorator(self._request)(request, context)
         self.update_sync_costs(request, response, context)  # counted like every page
-        feedbacks = payload(response).get("feedbacks") or []
+        feedbacks = Records(payload(response).get(self.records_key) or [])
         return feedbacks[0].get("created_at") if feedbacks else None
 
     def comparable_updated_at(
