@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import typing as t
 from collections.abc import Callable, Iterator, Sequence
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from tap_usersnap.errors import UsersnapError
 from tap_usersnap.nul import ESCAPED_NUL, replace_nul
 
 if t.TYPE_CHECKING:
@@ -81,14 +81,19 @@ def _with_raw_records(content: bytes, records_key: str) -> dict[str, t.Any] | No
     Decoding a page's records is most of its parsing. A fetch worker then only checks the
     envelope and finds the next cursor, and sends the next request sooner; the records
     are decoded by whoever reads them. Anything but a plain successful page (an error, a
-    record that is no object, a NUL to replace, a lone surrogate msgspec refuses) is left
-    to the whole read, which reports it as before.
+    record that is no object, a NUL to replace, a lone surrogate or a byte that is no UTF-8)
+    is left to the whole read, which reports it as before.
     """
     if ESCAPED_NUL in content:
         return None
+    if not content.isascii():
+        try:
+            content.decode()  # msgspec checks UTF-8 only in what it decodes: not in a Raw
+        except UnicodeDecodeError:
+            return None
     try:
         page: t.Any = msgspec.json.decode(content, type=_raw_page_type(records_key))
-    except msgspec.DecodeError:  # ValidationError included
+    except ValueError:  # msgspec's DecodeError and ValidationError, an int of too many digits
         return None
     records = getattr(page.data, records_key)
     if page.status is not True or not all(memoryview(raw)[0] == _OBJECT for raw in records):
@@ -100,17 +105,20 @@ class Records(Sequence[dict[str, t.Any]]):
     """A page's records, each decoded (then ``prepare``d) where it is first read.
 
     So the records of a page fetched ahead are decoded by the thread that consumes them,
-    not by the fetch worker, whose next request waits for its parsing.
+    not by the fetch worker, whose next request waits for its parsing. One thread reads
+    at a time: the worker before it queues the page, then the consumer.
     """
 
     def __init__(
         self,
         items: list[t.Any],
         prepare: Callable[[dict[str, t.Any]], dict[str, t.Any]] = lambda record: record,
+        where: str = "a page",
     ) -> None:
         self._items = items
         self._prepare = prepare
         self._ready = [False] * len(items)
+        self._where = where
 
     def __len__(self) -> int:
         return len(self._items)
@@ -123,7 +131,7 @@ class Records(Sequence[dict[str, t.Any]]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not self._ready[index]:
-            self._items[index] = self._prepare(_decode_record(self._items[index]))
+            self._items[index] = self._prepare(self._decode(self._items[index], index))
             self._ready[index] = True
         return t.cast("dict[str, t.Any]", self._items[index])
 
@@ -131,15 +139,19 @@ class Records(Sequence[dict[str, t.Any]]):
         for index in range(len(self._items)):
             yield self[index]
 
+    def _decode(self, item: t.Any, index: int) -> t.Any:
+        """A raw record decoded; a decoded one (a page read whole) as it is.
 
-def _decode_record(item: t.Any) -> t.Any:
-    """A raw record decoded (as ``decode_json`` decodes a body); a decoded one as it is."""
-    if not isinstance(item, msgspec.Raw):
-        return item
-    try:
-        return msgspec.json.decode(item)
-    except msgspec.DecodeError:
-        return json.loads(bytes(item))
+        msgspec checked its JSON when the page came, but converts numbers only now: an
+        integer of more digits than Python reads is refused here, too late for a retry.
+        """
+        if not isinstance(item, msgspec.Raw):
+            return item
+        try:
+            return msgspec.json.decode(item)
+        except ValueError as exc:
+            msg = f"Record {index + 1} of {self._where} is not valid JSON ({exc}): run again"
+            raise UsersnapError(msg) from exc
 
 
 def decode_json(response: requests.Response) -> t.Any:

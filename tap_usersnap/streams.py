@@ -314,8 +314,9 @@ class FeedbacksStream(PerProjectStream):
             feedback["updated_at"] = self.comparable_updated_at(feedback, response)
             return feedback
 
+        where = f"{response.request.method} {urlsplit(response.url).path}"
         yield {
-            "feedbacks": Records(data.get(self.records_key) or [], prepare),
+            "feedbacks": Records(data.get(self.records_key) or [], prepare, where),
             "has_more": data.get("has_more") is True,
         }
 
@@ -433,10 +434,11 @@ class FeedbacksStream(PerProjectStream):
                     {**context, START_AFTER: after} if after else context
                 ):
                     with_cursor = True  # every later request carries a cursor
-                    yield page
                     feedbacks = page["feedbacks"]
-                    oldest = feedbacks[-1]["updated_at"] if feedbacks else None
-                    if floor and oldest and oldest < floor:
+                    # Read before the page is queued: then its consumer alone reads it.
+                    oldest = feedbacks[-1]["updated_at"] if floor and feedbacks else None
+                    yield page
+                    if oldest and oldest < floor:
                         return
                 return
             except UsersnapAPIError as error:
