@@ -70,6 +70,41 @@ class FeedbackCountStream(UsersnapStream):
         return int(page["total_count"])
 
 
+class ReadTally:
+    """What a full read has seen, for its count check (``check_count``).
+
+    Under a reconcile, whose count guards what is removed: the distinct feedbacks, by id,
+    with the ``updated_at`` sent, so that one read again unchanged (the second look at the
+    list's top, a cursor restart) is neither sent nor counted twice; that holds every id of
+    the project. Otherwise a number a chain (a range, or the list), so memory stays flat
+    whatever the size of the project: a chain's restart from its first page starts its
+    number again; a feedback read twice in a chain (an ``updated_at`` tie across two pages)
+    is sent and counted twice, which at worst keeps a shortfall from its warning.
+    """
+
+    def __init__(self, *, distinct: bool) -> None:
+        self._sent: dict[str, str | None] | None = {} if distinct else None
+        self._by_chain: dict[int | None, int] = {}
+
+    def unchanged(self, feedback_id: str, updated_at: str | None) -> bool:
+        """Whether this feedback was sent already in this read, as it is now."""
+        return self._sent is not None and self._sent.get(feedback_id, "") == updated_at
+
+    def add(self, feedback_id: str, updated_at: str | None, chain: int | None) -> None:
+        """A feedback read (sent, or older than ``start_date``) by ``chain`` (a range's index)."""
+        if self._sent is not None:
+            self._sent[feedback_id] = updated_at
+        else:
+            self._by_chain[chain] = self._by_chain.get(chain, 0) + 1
+
+    def restart(self, chain: int | None) -> None:
+        """``chain`` reads again from its first page (the API refused its cursor)."""
+        self._by_chain.pop(chain, None)
+
+    def __len__(self) -> int:
+        return len(self._sent) if self._sent is not None else sum(self._by_chain.values())
+
+
 def check_count(
     logger: logging.Logger, report: StreamReport, project_id: str, read: int, counted: int | str
 ) -> str | None:

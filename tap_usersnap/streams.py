@@ -18,7 +18,7 @@ from singer_sdk.singerlib.catalog import REPLICATION_INCREMENTAL
 
 from tap_usersnap import schemas
 from tap_usersnap.client import UsersnapAPIError, UsersnapStream
-from tap_usersnap.completeness import FeedbackCountStream, check_count
+from tap_usersnap.completeness import FeedbackCountStream, ReadTally, check_count
 from tap_usersnap.envelope import Records, payload
 from tap_usersnap.errors import UsersnapError
 from tap_usersnap.logs import RESUMABLE_ANYWAY
@@ -56,6 +56,8 @@ START_AFTER = "start_after"
 #: A project whose cursors the API keeps refusing is read again from its first page at
 #: most this many times, then left for the next run.
 MAX_CURSOR_RESTARTS = 3
+#: Page key (internal): the chain reads again from its first page (its cursor was refused).
+RESTARTED = "restarted"
 #: Statuses with which the API refuses a cursor (documented: 400; its feedback is gone).
 CURSOR_REFUSED = frozenset({HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND})
 
@@ -453,6 +455,7 @@ class FeedbacksStream(PerProjectStream):
                     MAX_CURSOR_RESTARTS,
                 )
                 after = None
+                yield {"feedbacks": [], "has_more": True, RESTARTED: True}
         msg = (
             f"Project {context['project_id']} refused a cursor at each of "
             f"{MAX_CURSOR_RESTARTS} restarts: its feedback is left for the next run"
@@ -489,9 +492,7 @@ class FeedbacksStream(PerProjectStream):
         state = self.get_context_state(context) if incremental else {}
         newest = start.newest
         counted: int | str | None = None  # a full read's count, before its first page
-        #: A full read's feedbacks, by id: ``updated_at`` as read. Distinct, as a cursor
-        #: restart, or a reconcile's second look at the top, reads some again.
-        read: dict[str, str | None] = {}
+        read = ReadTally(distinct=reconciled(self))  # what a full read has seen
         if newest:
             # What the interrupted run wrote stays the candidate bookmark of this project.
             self.state_manager.increment_state(
@@ -501,6 +502,8 @@ class FeedbacksStream(PerProjectStream):
         range_read: dict[str, t.Any] | None = None
         for page in self.project_pages(context):
             counted = page.get(COUNTED, counted)
+            if RESTARTED in page:
+                read.restart(page.get(RANGE_INDEX))
             if RANGE_READ in page:
                 range_read = copy.deepcopy(page[RANGE_READ])
                 if incremental:
@@ -513,16 +516,16 @@ class FeedbacksStream(PerProjectStream):
                     if range_read is None and counted is None:
                         break  # one chain, newest first: the rest is older still
                     if counted is not None and valid_id:
-                        read[feedback_id] = updated_at  # read, older than start_date: it exists
+                        read.add(feedback_id, updated_at, page.get(RANGE_INDEX))  # it exists
                     continue  # a whole read, in created_at order: the rest may be newer
-                if valid_id and counted is not None and read.get(feedback_id, "") == updated_at:
+                if valid_id and counted is not None and read.unchanged(feedback_id, updated_at):
                     continue  # sent already in this read, unchanged
                 yield feedback
                 # Written now. A STATE the SDK wrote right after it names the one before.
                 if not valid_id:
                     continue
                 if counted is not None:
-                    read[feedback_id] = updated_at
+                    read.add(feedback_id, updated_at, page.get(RANGE_INDEX))
                 if not incremental:
                     continue
                 if range_read is not None:

@@ -224,6 +224,36 @@ def test_a_count_that_differs_is_a_warning_and_in_the_summary(
     assert f"project {project_id}: read {read:,}, the API counts {read + 2:,}" in summary
 
 
+@pytest.mark.parametrize(
+    ("sizes", "latency_ms"),
+    [([120], 0), ([2_600], 60)],
+    ids=["one-chain", "ranges"],
+)
+def test_a_chain_restarted_by_a_refused_cursor_is_counted_from_its_first_page_again(
+    make_sandbox: t.Callable[..., Sandbox],
+    caplog: pytest.LogCaptureFixture,
+    sizes: list[int],
+    latency_ms: int,
+):
+    """Outside a reconcile a full read is counted, not kept by id (memory stays flat).
+
+    The chain whose cursor was refused reads again from its first page, and counts again:
+    its pages read twice must not hide a shortfall, nor the other ranges' count be lost.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=sizes)
+    sandbox.faults.latency_ms = latency_ms
+    sandbox.faults.update({"delete_cursors": 1, "count_offset": 10})
+    result = sync(base_config(sandbox.url, page_size=50))
+
+    assert set(sandbox_feedbacks(sandbox)) <= set(result.ids())  # the cursor's is gone
+    project_id = sandbox.store.project_ids()[0]
+    assert len(sandbox.store.feedbacks(project_id)) == sizes[0] - 1
+    restarts = [r for r in caplog.records if "refused a cursor" in r.getMessage()]
+    assert len(restarts) == 1
+    read, counted = sizes[0] - 1, sizes[0] + 10
+    assert f"Project {project_id}: read {read} feedbacks, the API counted {counted}" in caplog.text
+
+
 def test_under_filters_the_filtered_count_is_asked(
     sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ):
