@@ -10,6 +10,7 @@ from singer_sdk.pagination import SinglePagePaginator
 from tap_usersnap.client import UsersnapStream
 from tap_usersnap.envelope import payload
 from tap_usersnap.ranges import filter_body
+from tap_usersnap.state import normalize_timestamp
 
 if sys.version_info >= (3, 12):
     from typing import override
@@ -76,33 +77,61 @@ class ReadTally:
     Under a reconcile, whose count guards what is removed: the distinct feedbacks, by id,
     with the ``updated_at`` sent, so that one read again unchanged (the second look at the
     list's top, a cursor restart) is neither sent nor counted twice; that holds every id of
-    the project. Otherwise a number a chain (a range, or the list), so memory stays flat
-    whatever the size of the project: a chain's restart from its first page starts its
-    number again; a feedback read twice in a chain (an ``updated_at`` tie across two pages)
-    is sent and counted twice, which at worst keeps a shortfall from its warning.
+    the project. Otherwise memory stays flat whatever the project's size: a chain of pages
+    (the list, or a range) comes newest first by its key (``updated_at``, or a range's
+    ``created_at``), and a feedback counts only below the last one counted, or at its key
+    with an id not seen there. What a chain reads again (from its first page after a cursor
+    restart, or from a moved cursor the API finds where it is now) is not counted twice.
+    The number can only fall short (a feedback first read after an edit moved it above
+    where its chain had got to), so the check may warn wrongly, never keep a miss quiet.
     """
 
     def __init__(self, *, distinct: bool) -> None:
         self._sent: dict[str, str | None] | None = {} if distinct else None
-        self._by_chain: dict[int | None, int] = {}
+        self._chains: dict[int | None, _ChainTally] = {}
 
     def unchanged(self, feedback_id: str, updated_at: str | None) -> bool:
         """Whether this feedback was sent already in this read, as it is now."""
         return self._sent is not None and self._sent.get(feedback_id, "") == updated_at
 
-    def add(self, feedback_id: str, updated_at: str | None, chain: int | None) -> None:
+    def add(self, feedback: dict[str, t.Any], chain: int | None) -> None:
         """A feedback read (sent, or older than ``start_date``) by ``chain`` (a range's index)."""
+        feedback_id = feedback["feedback_id"]
         if self._sent is not None:
-            self._sent[feedback_id] = updated_at
+            self._sent[feedback_id] = feedback["updated_at"]
+            return
+        if chain is None:
+            key = feedback["updated_at"]  # comparable already
         else:
-            self._by_chain[chain] = self._by_chain.get(chain, 0) + 1
-
-    def restart(self, chain: int | None) -> None:
-        """``chain`` reads again from its first page (the API refused its cursor)."""
-        self._by_chain.pop(chain, None)
+            try:
+                key = normalize_timestamp(feedback.get("created_at"))
+            except (TypeError, ValueError, OverflowError):
+                key = None
+        self._chains.setdefault(chain, _ChainTally()).add(feedback_id, key)
 
     def __len__(self) -> int:
-        return len(self._sent) if self._sent is not None else sum(self._by_chain.values())
+        if self._sent is not None:
+            return len(self._sent)
+        return sum(tally.count for tally in self._chains.values())
+
+
+class _ChainTally:
+    """One chain's number: its last key counted and the ids counted at that key."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._last: str | None = None
+        self._at_last: set[str] = set()
+
+    def add(self, feedback_id: str, key: str | None) -> None:
+        if key is None:  # no place in the order: counted as it comes
+            self.count += 1
+        elif self._last is None or key < self._last:
+            self._last, self._at_last = key, {feedback_id}
+            self.count += 1
+        elif key == self._last and feedback_id not in self._at_last:
+            self._at_last.add(feedback_id)
+            self.count += 1
 
 
 def check_count(
@@ -110,7 +139,8 @@ def check_count(
 ) -> str | None:
     """Compare a full read with the API's count, taken before it: what the read may have missed.
 
-    ``read`` counts distinct feedbacks, ``counted`` is the count or why it could not be read.
+    ``read`` counts feedbacks read (``ReadTally``: each once), ``counted`` is the count or
+    why it could not be read.
     Feedback created during the read is not in the count: more read than counted is fine.
     Fewer is a warning, not a failure (feedback deleted during the read, or missed): the
     reason is returned, and a reconcile removes nothing from feedbacks.

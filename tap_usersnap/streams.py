@@ -56,8 +56,6 @@ START_AFTER = "start_after"
 #: A project whose cursors the API keeps refusing is read again from its first page at
 #: most this many times, then left for the next run.
 MAX_CURSOR_RESTARTS = 3
-#: Page key (internal): the chain reads again from its first page (its cursor was refused).
-RESTARTED = "restarted"
 #: Statuses with which the API refuses a cursor (documented: 400; its feedback is gone).
 CURSOR_REFUSED = frozenset({HTTPStatus.BAD_REQUEST, HTTPStatus.NOT_FOUND})
 
@@ -446,6 +444,8 @@ class FeedbacksStream(PerProjectStream):
             except UsersnapAPIError as error:
                 if not with_cursor or error.status not in CURSOR_REFUSED:
                     raise
+                if restart == MAX_CURSOR_RESTARTS:
+                    break  # no restart left: said once, below
                 self.logger.warning(
                     "Project %s refused a cursor (%s): reading it again from its first page "
                     "(restart %d of %d)",
@@ -455,7 +455,6 @@ class FeedbacksStream(PerProjectStream):
                     MAX_CURSOR_RESTARTS,
                 )
                 after = None
-                yield {"feedbacks": [], "has_more": True, RESTARTED: True}
         msg = (
             f"Project {context['project_id']} refused a cursor at each of "
             f"{MAX_CURSOR_RESTARTS} restarts: its feedback is left for the next run"
@@ -502,8 +501,6 @@ class FeedbacksStream(PerProjectStream):
         range_read: dict[str, t.Any] | None = None
         for page in self.project_pages(context):
             counted = page.get(COUNTED, counted)
-            if RESTARTED in page:
-                read.restart(page.get(RANGE_INDEX))
             if RANGE_READ in page:
                 range_read = copy.deepcopy(page[RANGE_READ])
                 if incremental:
@@ -516,7 +513,7 @@ class FeedbacksStream(PerProjectStream):
                     if range_read is None and counted is None:
                         break  # one chain, newest first: the rest is older still
                     if counted is not None and valid_id:
-                        read.add(feedback_id, updated_at, page.get(RANGE_INDEX))  # it exists
+                        read.add(feedback, page.get(RANGE_INDEX))  # it exists
                     continue  # a whole read, in created_at order: the rest may be newer
                 if valid_id and counted is not None and read.unchanged(feedback_id, updated_at):
                     continue  # sent already in this read, unchanged
@@ -525,7 +522,7 @@ class FeedbacksStream(PerProjectStream):
                 if not valid_id:
                     continue
                 if counted is not None:
-                    read.add(feedback_id, updated_at, page.get(RANGE_INDEX))
+                    read.add(feedback, page.get(RANGE_INDEX))
                 if not incremental:
                     continue
                 if range_read is not None:

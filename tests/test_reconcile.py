@@ -229,7 +229,7 @@ def test_a_count_that_differs_is_a_warning_and_in_the_summary(
     [([120], 0), ([2_600], 60)],
     ids=["one-chain", "ranges"],
 )
-def test_a_chain_restarted_by_a_refused_cursor_is_counted_from_its_first_page_again(
+def test_a_chain_restarted_by_a_refused_cursor_counts_what_it_reads_again_once(
     make_sandbox: t.Callable[..., Sandbox],
     caplog: pytest.LogCaptureFixture,
     sizes: list[int],
@@ -237,8 +237,8 @@ def test_a_chain_restarted_by_a_refused_cursor_is_counted_from_its_first_page_ag
 ):
     """Outside a reconcile a full read is counted, not kept by id (memory stays flat).
 
-    The chain whose cursor was refused reads again from its first page, and counts again:
-    its pages read twice must not hide a shortfall, nor the other ranges' count be lost.
+    The chain whose cursor was refused reads again from its first page: its pages read twice
+    must not hide a shortfall, nor the other ranges' count be lost.
     """
     sandbox = make_sandbox(projects=1, feedbacks_per_project=sizes)
     sandbox.faults.latency_ms = latency_ms
@@ -250,8 +250,41 @@ def test_a_chain_restarted_by_a_refused_cursor_is_counted_from_its_first_page_ag
     assert len(sandbox.store.feedbacks(project_id)) == sizes[0] - 1
     restarts = [r for r in caplog.records if "refused a cursor" in r.getMessage()]
     assert len(restarts) == 1
-    read, counted = sizes[0] - 1, sizes[0] + 10
+    read, counted = sizes[0], sizes[0] + 10  # the cursor's feedback was read before it went
     assert f"Project {project_id}: read {read} feedbacks, the API counted {counted}" in caplog.text
+
+
+def test_a_moved_cursor_found_where_it_is_now_hides_no_miss_from_the_count(
+    make_sandbox: t.Callable[..., Sandbox], caplog: pytest.LogCaptureFixture
+):
+    """An API may find an edited cursor feedback at its new place, at the top of the list.
+
+    Between two pages the cursor's feedback is edited, then an unread one: the next page
+    starts below the cursor's new place, so that one is missed and the rest of the list is
+    read again. Pages read twice must not make up the number.
+    """
+    sandbox = make_sandbox(projects=1, feedbacks_per_project=[300])
+    store = sandbox.store
+    project_id = store.project_ids()[0]
+    list_feedbacks = store.list_feedbacks
+    missed: list[str] = []
+
+    def moved_cursor(
+        project_id: str, limit: int = 10, after: str | None = None, before: str | None = None
+    ) -> dict[str, t.Any]:
+        if after and not missed:
+            missed.append(store.feedbacks(project_id)[-1]["feedback_id"])  # the oldest: unread
+            store.change_feedbacks(project_id, ids=[after, missed[0]])
+            store._projects[project_id].prior.pop(after, None)  # found where it is now
+        return list_feedbacks(project_id, limit, after, before)
+
+    store.list_feedbacks = moved_cursor  # type: ignore[method-assign]
+    result = sync(base_config(sandbox.url, page_size=50))
+
+    assert missed  # the scenario happened
+    assert missed[0] not in result.ids()
+    assert len(result.ids()) > 300  # the list read again
+    assert f"Project {project_id}: read 299 feedbacks, the API counted 300" in caplog.text
 
 
 def test_under_filters_the_filtered_count_is_asked(

@@ -334,6 +334,10 @@ def test_a_project_that_keeps_refusing_cursors_fails_after_bounded_restarts(
         path for _m, path, _s in sandbox.requests if path.endswith("/feedbacks?limit=10")
     ]
     assert len(first_pages) == 1 + MAX_CURSOR_RESTARTS
+    restarts = [line for line in result.stderr.splitlines() if "reading it again" in line]
+    assert [line.split("(restart ")[1] for line in restarts] == [
+        f"{n} of {MAX_CURSOR_RESTARTS})" for n in range(1, MAX_CURSOR_RESTARTS + 1)
+    ]
     assert code == 1
     assert project_id in result.stderr.splitlines()[-1]
     assert "bookmarks" in result.state
