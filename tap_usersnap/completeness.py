@@ -82,8 +82,9 @@ class ReadTally:
     ``created_at``), and a feedback counts only below the last one counted, or at its key
     with an id not seen there. What a chain reads again (from its first page after a cursor
     restart, or from a moved cursor the API finds where it is now) is not counted twice.
-    The number can only fall short (a feedback first read after an edit moved it above
-    where its chain had got to), so the check may warn wrongly, never keep a miss quiet.
+    A feedback without a readable key (rare) is kept by id. The number can only fall short
+    (a feedback first read after an edit moved it above where its chain had got to), so the
+    check may warn wrongly, never keep a miss quiet.
     """
 
     def __init__(self, *, distinct: bool) -> None:
@@ -122,10 +123,13 @@ class _ChainTally:
         self.count = 0
         self._last: str | None = None
         self._at_last: set[str] = set()
+        self._unplaced: set[str] = set()  # null keys: rare, so kept by id
 
     def add(self, feedback_id: str, key: str | None) -> None:
-        if key is None:  # no place in the order: counted as it comes
-            self.count += 1
+        if key is None:  # no place in the order: counted once, by id
+            if feedback_id not in self._unplaced:
+                self._unplaced.add(feedback_id)
+                self.count += 1
         elif self._last is None or key < self._last:
             self._last, self._at_last = key, {feedback_id}
             self.count += 1

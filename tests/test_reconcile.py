@@ -13,6 +13,7 @@ import typing as t
 
 import pytest
 
+from tap_usersnap.completeness import ReadTally
 from tap_usersnap.state import normalize_timestamp
 from tests.cli import run_tap, tap_command, write_json
 from tests.helpers import base_config, parse_messages, sandbox_feedbacks, sync
@@ -285,6 +286,24 @@ def test_a_moved_cursor_found_where_it_is_now_hides_no_miss_from_the_count(
     assert missed[0] not in result.ids()
     assert len(result.ids()) > 300  # the list read again
     assert f"Project {project_id}: read 299 feedbacks, the API counted 300" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("chain", "undated"),
+    [(None, {"updated_at": None}), (0, {"updated_at": None, "created_at": "not a date"})],
+    ids=["the-list", "a-range"],
+)
+def test_a_feedback_without_a_date_read_again_counts_once(
+    chain: int | None, undated: dict[str, t.Any]
+):
+    """It has no place in its chain's order: kept by id (such feedback is rare)."""
+    read = ReadTally(distinct=False)
+    dated = {"updated_at": "2024-01-03T00:00:00+00:00", "created_at": "2024-01-03T00:00:00Z"}
+    page = [{"feedback_id": "a", **dated}, {"feedback_id": "b", **undated}]
+    for _ in range(2):  # the chain's first page, then again after its cursor was refused
+        for feedback in page:
+            read.add(feedback, chain)
+    assert len(read) == 2
 
 
 def test_under_filters_the_filtered_count_is_asked(
