@@ -177,15 +177,30 @@ def _utf8_problem(error: UnicodeDecodeError) -> str:
     return f"UTF-8 text (byte {error.start} cannot be read)"
 
 
+#: A secret this short is not looked for in messages: it would mask their words.
+MIN_SECRET_TO_HIDE = 4
+
+
 def config_error(
-    errors: list[str], config_jsonschema: dict[str, t.Any], env_prefix: str | None = None
+    errors: list[str],
+    config_jsonschema: dict[str, t.Any],
+    env_prefix: str | None = None,
+    config: t.Mapping[str, t.Any] | None = None,
 ) -> ConfigError:
     """One line for every problem with the settings; a secret's value is never shown.
 
-    ``errors`` are the SDK's messages (``... in config['name']``), which quote the value.
+    ``errors`` are the SDK's messages (``... in config['name']``), which quote the value:
+    also that of another setting the secret was pasted into (``config`` holds the values).
     With ``--config ENV`` (``env_prefix``), a setting read from a variable names it.
     """
     properties = config_jsonschema.get("properties", {})
+    secrets = {
+        name: value
+        for name, schema in properties.items()
+        if schema.get("secret")
+        and isinstance(value := (config or {}).get(name), str)
+        and len(value) >= MIN_SECRET_TO_HIDE
+    }
     problems = []
     for error in errors:
         name = next((name for name in properties if f"config[{name!r}]" in error), None)
@@ -194,6 +209,9 @@ def config_error(
                 f"config[{name!r}] must be {_expected(properties[name])} "
                 "(the value is a secret: not shown)"
             )
+        for secret_name, secret in secrets.items():
+            if secret in error:
+                error = error.replace(secret, "***") + f" (*** is the value of {secret_name})"
         if name is not None and env_prefix and _variable(env_prefix, name) in os.environ:
             error += f" (read from {_variable(env_prefix, name)})"
         problems.append(error)

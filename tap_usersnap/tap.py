@@ -241,7 +241,9 @@ class TapUsersnap(Tap):
         try:
             super().__init__(*args, **kwargs)
         except ConfigValidationError as exc:
-            raise config_error(exc.errors, self.config_jsonschema, env_prefix) from None
+            raise config_error(
+                exc.errors, self.config_jsonschema, env_prefix, getattr(self, "_config", None)
+            ) from None
         except ValueError:  # the SDK's reading of a variable (--config ENV), naming neither
             if env_prefix and (error := unreadable_variable(self.config_jsonschema, env_prefix)):
                 raise error from None
@@ -249,7 +251,7 @@ class TapUsersnap(Tap):
         if env_prefix and (error := unknown_boolean(self.config_jsonschema, env_prefix)):
             raise error
         if errors := self._semantic_config_errors():
-            raise config_error(errors, self.config_jsonschema, env_prefix)
+            raise config_error(errors, self.config_jsonschema, env_prefix, self.config)
 
     def _semantic_config_errors(self) -> list[str]:
         """What JSON Schema cannot check: a start_date that is no date, settings that clash."""

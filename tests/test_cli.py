@@ -183,6 +183,19 @@ def test_cli_secret_of_the_wrong_type_is_never_printed(
     assert sandbox.requests == []
 
 
+@pytest.mark.parametrize("setting", ["api_url", "start_date", "max_concurrency"])
+def test_cli_secret_pasted_into_another_setting_is_never_printed(
+    tmp_path: Path, sandbox: Sandbox, setting: str
+):
+    code, result = run_tap(tmp_path, {**base_config(sandbox.url), setting: JWT_SECRET})
+    assert code == 1
+    line = the_one_error_line(result.stderr)
+    assert f"config['{setting}']" in line
+    assert "*** is the value of jwt_secret" in line
+    assert JWT_SECRET not in result.stderr
+    assert sandbox.requests == []
+
+
 def test_cli_debug_log_level_shows_the_traceback(tmp_path: Path, sandbox: Sandbox):
     config_file = tmp_path / "config.json"
     config_file.write_text(
