@@ -121,11 +121,14 @@ def read_config_file(path: str) -> dict[str, t.Any]:
     return load_json(text)  # as the SDK reads it (decimals stay exact)
 
 
-def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
+def catalog_problem(
+    text: str, known: t.Collection[str], parents: t.Mapping[str, str]
+) -> str | None:
     """What makes ``text`` no Singer catalog of the ``known`` streams, if anything.
 
     The SDK skips a stream it does not know: a catalog of none would sync nothing, and
-    end well.
+    end well. A child stream (``parents``: child -> parent) without its parent's entry
+    ends in the SDK's ``KeyError``.
     """
     try:
         catalog = json.loads(text)
@@ -149,6 +152,13 @@ def catalog_problem(text: str, known: t.Collection[str]) -> str | None:
         return (
             f"no stream of this tap is called {', '.join(map(repr, unknown))} (it has "
             f"{', '.join(known)}): use a catalog of --discover"
+        )
+    listed = {s["tap_stream_id"] for s in streams}
+    if orphans := [child for child in listed if parents.get(child, "") not in {"", *listed}]:
+        parent = parents[orphans[0]]
+        return (
+            f"{', '.join(map(repr, sorted(orphans)))} without {parent!r}, whose records they "
+            f"are read for: add its entry (selected or not), as --discover writes it"
         )
     return None
 

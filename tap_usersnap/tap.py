@@ -209,7 +209,14 @@ class TapUsersnap(Tap):
             state = checked_file(state, state_problem, "'--state'")
         if catalog is not None:
             known = [stream_type.name for stream_type in STREAM_TYPES]
-            catalog = checked_file(catalog, partial(catalog_problem, known=known), "'--catalog'")
+            names: dict[type, str] = {stream_type: stream_type.name for stream_type in STREAM_TYPES}
+            parents = {
+                stream_type.name: names[stream_type.parent_stream_type]
+                for stream_type in STREAM_TYPES
+                if stream_type.parent_stream_type is not None
+            }
+            problem = partial(catalog_problem, known=known, parents=parents)
+            catalog = checked_file(catalog, problem, "'--catalog'")
         super().invoke(state=state, catalog=catalog, **kwargs)
 
     @override

@@ -19,6 +19,7 @@ if t.TYPE_CHECKING:
 
 NOT_UTF8 = b'{"jwt_secret": "' + JWT_SECRET.encode() + b'\xff\xfe"}'
 A_CATALOG_STREAM = {"tap_stream_id": "nope", "schema": {}, "metadata": []}
+FEEDBACKS_ALONE = {"tap_stream_id": "feedbacks", "schema": {}, "metadata": []}
 
 
 # Each case: the command's arguments (after a good --config) and what the line must say;
@@ -35,6 +36,7 @@ CASES = {
     "catalog-not-utf8": (["--catalog", "{latin}"], "not UTF-8 text"),
     "catalog-an-unknown-stream": (["--catalog", "{catalog}"], "no stream of this tap is called"),
     "catalog-of-no-stream": (["--catalog", "{no_stream}"], "a catalog of no stream"),
+    "catalog-without-the-parent": (["--catalog", "{orphan}"], "'feedbacks' without 'projects'"),
     "discover-config-not-utf8": (["--config", "{latin}", "--discover"], "not UTF-8 text"),
     "about-config-a-list": (["--about", "--config", "{list}"], "holds no JSON object"),
 }
@@ -51,6 +53,7 @@ def test_a_wrong_start_is_one_line_naming_what_is_wrong(
         "latin": tmp_path / "latin1.json",
         "catalog": write_json(tmp_path / "catalog.json", {"streams": [A_CATALOG_STREAM]}),
         "no_stream": write_json(tmp_path / "no-stream.json", {"streams": []}),
+        "orphan": write_json(tmp_path / "orphan.json", {"streams": [FEEDBACKS_ALONE]}),
     }
     files["dir"].mkdir()
     files["empty"].write_text("", encoding="utf-8")
