@@ -17,7 +17,10 @@ from types import FrameType  # noqa: TC003  # cheap: signal loads it; typing wou
 
 from tap_usersnap.errors import Interrupted
 
-STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: SIGHUP too: a closed terminal or session. SIGTERM last: once it is caught, all are.
+STOPPING_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGHUP", "SIGINT", "SIGTERM") if hasattr(signal, name)
+)
 
 
 def _end_now(signum: int, _frame: FrameType | None) -> None:

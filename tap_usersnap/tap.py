@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import typing as t
@@ -277,6 +278,13 @@ class TapUsersnap(Tap):
                 "they load"
             )
         return errors
+
+    @override
+    def _setup_signal_handlers(self) -> None:
+        """The SDK's (SIGINT, SIGTERM), and SIGHUP: a closed session stops a run the same way."""
+        super()._setup_signal_handlers()
+        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self._handle_termination)
 
     @override
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:

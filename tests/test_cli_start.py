@@ -38,7 +38,9 @@ def reached(pid: int, instant: str) -> bool:
     return f"/{instant}" in (proc / "maps").read_text()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
 def test_a_signal_while_starting_ends_the_command_quietly(
     tmp_path: Path, sandbox: Sandbox, signum: int
 ):

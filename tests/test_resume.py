@@ -265,7 +265,7 @@ def test_signals_at_random_instants_lose_nothing(
     state: dict[str, t.Any] | None = None
     codes: list[tuple[int, int]] = []
     for attempt in range(6):
-        signum = (signal.SIGTERM, signal.SIGINT)[attempt % 2]
+        signum = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)[attempt % 3]
         stopped = run_and_signal(tmp_path, config, state, signum, rng.uniform(0, window))
         delivered += stopped.records
         state = stopped.state
@@ -448,12 +448,12 @@ class SignallingOutput(io.BytesIO):
         return written + super().write(data[half:])
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 @pytest.mark.parametrize("at_line", [3, 40, 260])
 def test_a_signal_mid_message_completes_it_then_writes_the_last_state(
     shared_sandbox: Sandbox, signum: int, at_line: int
 ):
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     output = SignallingOutput(signum, at_line)
     stdout = io.TextIOWrapper(output, encoding="utf-8")
     try:
