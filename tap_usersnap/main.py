@@ -30,7 +30,8 @@ def _end_now(signum: int, _frame: FrameType | None) -> None:
 def main() -> None:
     """Run the tap's command line."""
     for signum in STOPPING_SIGNALS:
-        signal.signal(signum, _end_now)
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup: SIGHUP stays ignored
+            signal.signal(signum, _end_now)
     from tap_usersnap.tap import TapUsersnap  # the slow part: after the handlers
 
     try:

@@ -281,9 +281,16 @@ class TapUsersnap(Tap):
 
     @override
     def _setup_signal_handlers(self) -> None:
-        """The SDK's (SIGINT, SIGTERM), and SIGHUP: a closed session stops a run the same way."""
+        """The SDK's (SIGINT, SIGTERM), and SIGHUP: a closed session stops a run the same way.
+
+        Unless SIGHUP is ignored (``nohup``): then the run is meant to outlive the session.
+        """
         super()._setup_signal_handlers()
-        if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        if (
+            hasattr(signal, "SIGHUP")
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN
+        ):
             signal.signal(signal.SIGHUP, self._handle_termination)
 
     @override

@@ -70,3 +70,34 @@ def test_a_signal_while_starting_ends_the_command_quietly(
         # Nothing but the tap's own progress, however far it got: no traceback, no
         # "Aborted!", no ERROR line.
         assert all(" | INFO " in line for line in stderr.splitlines()), (instant, stderr)
+
+
+def ignores(pid: int, signum: int) -> bool:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return bool(int(status.split("SigIgn:")[1].split()[0], 16) & (1 << (signum - 1)))
+
+
+def test_under_nohup_sighup_is_ignored_from_start_to_end(
+    tmp_path: Path, make_sandbox: t.Callable[..., Sandbox]
+):
+    """``nohup`` ignores SIGHUP so that a run outlives its session: the tap keeps it ignored."""
+    sandbox = make_sandbox(projects=2, feedbacks_per_project=[300, 100])
+    sandbox.faults.latency_ms = 20  # a run of a few seconds: the signals land inside it
+    config = write_json(tmp_path / "config.json", base_config(sandbox.url, page_size=20))
+    with subprocess.Popen(
+        ["nohup", *tap_command(), "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as process:
+        assert process.stdout is not None
+        while not ignores(process.pid, signal.SIGHUP):  # nohup's first step
+            assert process.poll() is None
+            time.sleep(0.001)
+        process.send_signal(signal.SIGHUP)  # starting
+        lines = [process.stdout.readline()]  # written: the tap's own handlers are in place
+        process.send_signal(signal.SIGHUP)
+        lines += process.stdout.readlines()
+    assert process.returncode == 0
+    records = [line for line in lines if '"type":"RECORD","stream":"feedbacks"' in line]
+    assert len(records) == 400
