@@ -187,8 +187,35 @@ def _utf8_problem(error: UnicodeDecodeError) -> str:
     return f"UTF-8 text (byte {error.start} cannot be read)"
 
 
-#: A secret this short is not looked for in messages: it would mask their words.
-MIN_SECRET_TO_HIDE = 4
+#: A secret at least this long found in another setting refuses the settings: shorter, it
+#: may be there by chance.
+MIN_SECRET_TO_REFUSE = 8
+
+
+def secrets_of(
+    config: t.Mapping[str, t.Any] | None, config_jsonschema: dict[str, t.Any]
+) -> dict[str, str]:
+    """The values of the secret settings that are set, as text, by setting name."""
+    return {
+        name: str(value)
+        for name, schema in config_jsonschema.get("properties", {}).items()
+        if schema.get("secret") and (value := (config or {}).get(name)) not in (None, "")
+    }
+
+
+def misplaced_secrets(
+    config: t.Mapping[str, t.Any], config_jsonschema: dict[str, t.Any]
+) -> list[str]:
+    """Settings a secret was pasted into: their values would be shown in errors and logs."""
+    secrets = secrets_of(config, config_jsonschema)
+    return [
+        f"config[{name!r}] holds the value of {secret_name} (not shown): a secret belongs "
+        "in its own setting alone"
+        for name, value in config.items()
+        if name not in secrets
+        for secret_name, secret in secrets.items()
+        if len(secret) >= MIN_SECRET_TO_REFUSE and secret in str(value)
+    ]
 
 
 def config_error(
@@ -200,28 +227,26 @@ def config_error(
     """One line for every problem with the settings; a secret's value is never shown.
 
     ``errors`` are the SDK's messages (``... in config['name']``), which quote the value:
-    also that of another setting the secret was pasted into (``config`` holds the values).
+    that of a secret setting, or of another one a secret was pasted into (``config``).
     With ``--config ENV`` (``env_prefix``), a setting read from a variable names it.
     """
     properties = config_jsonschema.get("properties", {})
-    secrets = {
-        name: value
-        for name, schema in properties.items()
-        if schema.get("secret")
-        and isinstance(value := (config or {}).get(name), str)
-        and len(value) >= MIN_SECRET_TO_HIDE
-    }
+    secrets = secrets_of(config, config_jsonschema).values()
     problems = []
     for error in errors:
         name = next((name for name in properties if f"config[{name!r}]" in error), None)
-        if name is not None and properties[name].get("secret"):
+        value = (config or {}).get(name) if name is not None else None
+        if name is not None and (
+            properties[name].get("secret")
+            or (
+                any(secret in str(value) for secret in secrets)
+                and (repr(value) in error or str(value) in error)
+            )
+        ):
             error = (
                 f"config[{name!r}] must be {_expected(properties[name])} "
-                "(the value is a secret: not shown)"
+                "(the value is, or holds, a secret: not shown)"
             )
-        for secret_name, secret in secrets.items():
-            if secret in error:
-                error = error.replace(secret, "***") + f" (*** is the value of {secret_name})"
         if name is not None and env_prefix and _variable(env_prefix, name) in os.environ:
             error += f" (read from {_variable(env_prefix, name)})"
         problems.append(error)

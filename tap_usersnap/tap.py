@@ -21,6 +21,7 @@ from tap_usersnap.cli import (
     catalog_problem,
     checked_file,
     config_error,
+    misplaced_secrets,
     read_config_file,
     unknown_boolean,
     unreadable_variable,
@@ -262,7 +263,7 @@ class TapUsersnap(Tap):
             raise config_error(errors, self.config_jsonschema, env_prefix, self.config)
 
     def _semantic_config_errors(self) -> list[str]:
-        """What JSON Schema cannot check: a start_date that is no date, settings that clash."""
+        """What JSON Schema cannot check: a bad date, settings that clash, a misplaced secret."""
         errors = []
         start_date = self.config.get("start_date")
         try:
@@ -271,6 +272,7 @@ class TapUsersnap(Tap):
             errors.append(
                 f"{start_date!r} is not a valid date-time ({exc}) in config['start_date']"
             )
+        errors += misplaced_secrets(self.config, self.config_jsonschema)
         if self.config.get(RECONCILE_SETTING) and self.config.get("batch_config"):
             errors.append(
                 f"config['{RECONCILE_SETTING}'] and config['batch_config'] cannot be combined: "

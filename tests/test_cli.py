@@ -183,15 +183,34 @@ def test_cli_secret_of_the_wrong_type_is_never_printed(
     assert sandbox.requests == []
 
 
-@pytest.mark.parametrize("setting", ["api_url", "start_date", "max_concurrency"])
+NOT_SHOWN = "(the value is, or holds, a secret: not shown)"
+MISPLACED = "holds the value of jwt_secret (not shown)"
+
+
+@pytest.mark.parametrize(
+    ("secret", "settings", "said"),
+    [
+        pytest.param(JWT_SECRET, {"api_url": JWT_SECRET}, NOT_SHOWN, id="as-api_url"),
+        pytest.param(JWT_SECRET, {"start_date": JWT_SECRET}, NOT_SHOWN, id="as-start_date"),
+        pytest.param(JWT_SECRET, {"max_concurrency": JWT_SECRET}, NOT_SHOWN, id="as-a-number"),
+        pytest.param(
+            JWT_SECRET + "\n", {"start_date": JWT_SECRET + "\n"}, NOT_SHOWN, id="escaped-quoted"
+        ),
+        pytest.param(
+            JWT_SECRET, {"api_url": f"https://{JWT_SECRET}/v0.1"}, MISPLACED, id="in-api_url"
+        ),
+        pytest.param(JWT_SECRET, {"project_ids": [JWT_SECRET]}, MISPLACED, id="in-project_ids"),
+    ],
+)
 def test_cli_secret_pasted_into_another_setting_is_never_printed(
-    tmp_path: Path, sandbox: Sandbox, setting: str
+    tmp_path: Path, sandbox: Sandbox, secret: str, settings: dict[str, t.Any], said: str
 ):
-    code, result = run_tap(tmp_path, {**base_config(sandbox.url), setting: JWT_SECRET})
+    config = {**base_config(sandbox.url), "jwt_secret": secret, **settings}
+    code, result = run_tap(tmp_path, config)
     assert code == 1
     line = the_one_error_line(result.stderr)
-    assert f"config['{setting}']" in line
-    assert "*** is the value of jwt_secret" in line
+    assert f"config['{next(iter(settings))}']" in line
+    assert said in line
     assert JWT_SECRET not in result.stderr
     assert sandbox.requests == []
 
