@@ -23,6 +23,7 @@ from singer_sdk.exceptions import MappingError
 from singer_sdk.helpers._typing import is_boolean_type
 from singer_sdk.helpers._util import load_json
 from singer_sdk.plugin_base import SingerCommand
+from singer_sdk.singerlib import Catalog, StreamMetadata
 
 from tap_usersnap.errors import UsersnapError
 
@@ -160,6 +161,36 @@ def catalog_problem(
             f"{', '.join(map(repr, sorted(orphans)))} without {parent!r}, whose records they "
             f"are read for: add its entry (selected or not), as --discover writes it"
         )
+    return _entries_problem(catalog)
+
+
+def _entries_problem(catalog: dict[str, t.Any]) -> str | None:
+    """What in the catalog's entries the SDK would fail on with a traceback, or misread.
+
+    An entry listed twice (the last one wins) or a ``selected`` that is no boolean (the
+    string "false" selects) would sync other streams than the catalog seems to say.
+    """
+    ids = [stream["tap_stream_id"] for stream in catalog["streams"]]
+    if twice := sorted({name for name in ids if ids.count(name) > 1}):
+        return f"{', '.join(map(repr, twice))} listed more than once: keep one entry each"
+    try:
+        entries = Catalog.from_dict(catalog).streams
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        msg = f"not a catalog the Singer SDK can read ({type(exc).__name__}: {exc})"
+        return f"{msg}: use a catalog of --discover"
+    for entry in entries:
+        name = entry.tap_stream_id
+        if entry.stream not in (None, name):
+            return f"the entry of {name!r} names another stream ({entry.stream!r})"
+        for metadata in entry.metadata.values():
+            if metadata.selected not in (None, True, False):
+                return f"'selected' of {name!r} is {metadata.selected!r}: true or false"
+        root = entry.metadata.get(())
+        key = entry.replication_key or (
+            root.replication_key if isinstance(root, StreamMetadata) else None
+        )
+        if key and key not in (entry.schema.properties or {}):
+            return f"the schema of {name!r} has no property {key!r}, its replication key"
     return None
 
 

@@ -20,6 +20,16 @@ if t.TYPE_CHECKING:
 NOT_UTF8 = b'{"jwt_secret": "' + JWT_SECRET.encode() + b'\xff\xfe"}'
 A_CATALOG_STREAM = {"tap_stream_id": "nope", "schema": {}, "metadata": []}
 FEEDBACKS_ALONE = {"tap_stream_id": "feedbacks", "schema": {}, "metadata": []}
+PROJECTS = {"tap_stream_id": "projects", "schema": {}, "metadata": []}
+SELECTED = [{"breadcrumb": [], "metadata": {"selected": "false"}}]
+#: Catalogs the SDK fails on with a traceback, or misreads.
+ODD = {
+    "unreadable": {"streams": [{**PROJECTS, "metadata": [1, 2]}]},
+    "twice": {"streams": [PROJECTS, PROJECTS]},
+    "selected": {"streams": [{**PROJECTS, "metadata": SELECTED}]},
+    "renamed": {"streams": [{**PROJECTS, "stream": "other"}]},
+    "no_key": {"streams": [PROJECTS, {**FEEDBACKS_ALONE, "replication_key": "updated_at"}]},
+}
 
 
 # Each case: the command's arguments (after a good --config) and what the line must say;
@@ -37,6 +47,11 @@ CASES = {
     "catalog-an-unknown-stream": (["--catalog", "{catalog}"], "no stream of this tap is called"),
     "catalog-of-no-stream": (["--catalog", "{no_stream}"], "a catalog of no stream"),
     "catalog-without-the-parent": (["--catalog", "{orphan}"], "'feedbacks' without 'projects'"),
+    "catalog-the-sdk-cannot-read": (["--catalog", "{unreadable}"], "the Singer SDK can read"),
+    "catalog-a-stream-twice": (["--catalog", "{twice}"], "'projects' listed more than once"),
+    "catalog-selected-a-string": (["--catalog", "{selected}"], "'selected' of 'projects' is"),
+    "catalog-another-stream-name": (["--catalog", "{renamed}"], "names another stream"),
+    "catalog-no-replication-key": (["--catalog", "{no_key}"], "no property 'updated_at'"),
     "discover-config-not-utf8": (["--config", "{latin}", "--discover"], "not UTF-8 text"),
     "about-config-a-list": (["--about", "--config", "{list}"], "holds no JSON object"),
 }
@@ -54,6 +69,7 @@ def test_a_wrong_start_is_one_line_naming_what_is_wrong(
         "catalog": write_json(tmp_path / "catalog.json", {"streams": [A_CATALOG_STREAM]}),
         "no_stream": write_json(tmp_path / "no-stream.json", {"streams": []}),
         "orphan": write_json(tmp_path / "orphan.json", {"streams": [FEEDBACKS_ALONE]}),
+        **{name: write_json(tmp_path / f"{name}.json", catalog) for name, catalog in ODD.items()},
     }
     files["dir"].mkdir()
     files["empty"].write_text("", encoding="utf-8")
