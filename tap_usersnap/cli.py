@@ -122,15 +122,14 @@ def read_config_file(path: str) -> dict[str, t.Any]:
     return load_json(text)  # as the SDK reads it (decimals stay exact)
 
 
-def catalog_problem(
-    text: str, known: t.Collection[str], parents: t.Mapping[str, str]
-) -> str | None:
-    """What makes ``text`` no Singer catalog of the ``known`` streams, if anything.
+def catalog_problem(text: str, parents: t.Mapping[str, str | None]) -> str | None:
+    """What makes ``text`` no Singer catalog of the tap's streams, if anything.
 
+    ``parents``: each stream of the tap, by name, and its parent's (None: it has none).
     The SDK skips a stream it does not know: a catalog of none would sync nothing, and
-    end well. A child stream (``parents``: child -> parent) without its parent's entry
-    ends in the SDK's ``KeyError``.
+    end well. A child stream without its parent's entry ends in the SDK's ``KeyError``.
     """
+    known = list(parents)
     try:
         catalog = json.loads(text)
     except ValueError as exc:
@@ -155,7 +154,7 @@ def catalog_problem(
             f"{', '.join(known)}): use a catalog of --discover"
         )
     listed = {s["tap_stream_id"] for s in streams}
-    if orphans := [child for child in listed if parents.get(child, "") not in {"", *listed}]:
+    if orphans := [child for child in listed if parents[child] not in {None, *listed}]:
         parent = parents[orphans[0]]
         return (
             f"{', '.join(map(repr, sorted(orphans)))} without {parent!r}, whose records they "
@@ -249,6 +248,12 @@ def misplaced_secrets(
     ]
 
 
+def _quotes_a_secret(error: str, value: t.Any, secrets: t.Iterable[str]) -> bool:
+    """Whether ``error`` quotes ``value`` (as JSON Schema does: ``repr``), which holds a secret."""
+    text = str(value)
+    return any(secret in text for secret in secrets) and (repr(value) in error or text in error)
+
+
 def config_error(
     errors: list[str],
     config_jsonschema: dict[str, t.Any],
@@ -266,13 +271,9 @@ def config_error(
     problems = []
     for error in errors:
         name = next((name for name in properties if f"config[{name!r}]" in error), None)
-        value = (config or {}).get(name) if name is not None else None
         if name is not None and (
             properties[name].get("secret")
-            or (
-                any(secret in str(value) for secret in secrets)
-                and (repr(value) in error or str(value) in error)
-            )
+            or _quotes_a_secret(error, (config or {}).get(name), secrets)
         ):
             error = (
                 f"config[{name!r}] must be {_expected(properties[name])} "

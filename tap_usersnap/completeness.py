@@ -108,7 +108,9 @@ class ReadTally:
                 key = normalize_timestamp(feedback.get("created_at"))
             except (TypeError, ValueError, OverflowError):
                 key = None
-        self._chains.setdefault(chain, _ChainTally()).add(feedback_id, key)
+        if (tally := self._chains.get(chain)) is None:
+            tally = self._chains[chain] = _ChainTally()
+        tally.add(feedback_id, key)
 
     def __len__(self) -> int:
         if self._sent is not None:

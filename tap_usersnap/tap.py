@@ -60,6 +60,13 @@ STREAM_TYPES = (
     ProjectAssigneesStream,
     ProjectMetricsStream,
 )
+
+
+def parent_name(stream_type: type[Stream]) -> str | None:
+    """The name of the stream whose records ``stream_type`` is read for, if any."""
+    return next((p.name for p in STREAM_TYPES if p is stream_type.parent_stream_type), None)
+
+
 FILTER_TYPES = [
     "assignee",
     "created_at",
@@ -210,14 +217,10 @@ class TapUsersnap(Tap):
         if state is not None:
             state = checked_file(state, state_problem, "'--state'")
         if catalog is not None:
-            known = [stream_type.name for stream_type in STREAM_TYPES]
-            names: dict[type, str] = {stream_type: stream_type.name for stream_type in STREAM_TYPES}
-            parents = {
-                stream_type.name: names[stream_type.parent_stream_type]
-                for stream_type in STREAM_TYPES
-                if stream_type.parent_stream_type is not None
+            parents = {  # each stream's name, and its parent's (None: it has none)
+                child.name: parent_name(child) for child in STREAM_TYPES
             }
-            problem = partial(catalog_problem, known=known, parents=parents)
+            problem = partial(catalog_problem, parents=parents)
             catalog = checked_file(catalog, problem, "'--catalog'")
         super().invoke(state=state, catalog=catalog, **kwargs)
 
